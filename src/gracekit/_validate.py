@@ -1,0 +1,46 @@
+"""Validation of configuration values, shared by every constructor in gracekit."""
+
+from __future__ import annotations
+
+import math
+
+
+def seconds(value: object, *, what: str, allow_zero: bool = False) -> float:
+    """Return *value* as a finite float of seconds, or raise a precise TypeError/ValueError.
+
+    ``what`` names the setting in the message ("timeout of check 'db'").
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
+    if number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{what} must be {bound} seconds, got {value!r}")
+    return number
+
+
+def optional_seconds(value: object, *, what: str, allow_zero: bool = False) -> float | None:
+    """Like :func:`seconds`, where None means "disabled"."""
+    return None if value is None else seconds(value, what=what, allow_zero=allow_zero)
+
+
+def positive_int(value: object, *, what: str) -> int:
+    """Return *value* if it is an int >= 1, else raise TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1, got {value!r}")
+    return value
+
+
+def name(value: object, *, what: str) -> str:
+    """Return *value* if it is a usable name: a non-empty string without '/' or whitespace."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if not value or value != value.strip() or "/" in value or any(c.isspace() for c in value):
+        raise ValueError(
+            f"{what} must be a non-empty string without '/' or whitespace, got {value!r}"
+        )
+    return value

@@ -1,0 +1,89 @@
+"""PostgreSQL check through asyncpg: ``SELECT 1``, and optionally a schema-version check."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
+
+from .._optional import require
+from ..errors import CheckFailed
+from ..probes.check import Check
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["postgres_check"]
+
+
+def postgres_check(
+    pool: asyncpg.Pool[Any] | Callable[[], asyncpg.Pool[Any] | None] | None = None,
+    *,
+    dsn: str | None = None,
+    name: str = "postgres",
+    schema_query: str | None = None,
+    accepted: Collection[object] | None = None,
+    **options: Any,
+) -> Check:
+    """A check that runs a query on PostgreSQL.
+
+    Parameters:
+        pool: an asyncpg pool, or a function returning one (or None while the pool is not
+            created yet, which fails the check), e.g. ``lambda: app.state.pool``. The check
+            borrows one connection per run and gives it back.
+        dsn: instead of a pool, a connection string: each run opens its own connection and
+            closes it, so the check never holds a connection between runs.
+        name: the check's name.
+        schema_query: a query returning one value, e.g. the migration version
+            (``SELECT version_num FROM alembic_version``); the check fails unless the value is
+            in *accepted*. This keeps a release from serving on a schema it cannot read.
+        accepted: the values (compared as strings) *schema_query* may return.
+        options: the other settings of :class:`~gracekit.Check` (timeout, interval, gates...).
+
+    Raises:
+        ImportError: asyncpg is not installed (``pip install 'gracekit[postgres]'``).
+        ValueError: neither or both of *pool* and *dsn*, or a schema query without accepted
+            values (or the reverse).
+    """
+    driver = require("asyncpg", extra="postgres", feature="gracekit.checks.postgres")
+    if (pool is None) == (dsn is None):
+        raise ValueError("postgres_check() needs exactly one of pool= or dsn=")
+    if dsn is not None and not isinstance(dsn, str):
+        raise TypeError(f"dsn must be a str, not {type(dsn).__name__}")
+    if (schema_query is None) != (accepted is None):
+        raise ValueError("schema_query and accepted go together: give both or neither")
+    allowed = None
+    if accepted is not None:
+        if isinstance(accepted, (str, bytes)) or not accepted:
+            raise ValueError("accepted must be a non-empty collection of values, not a string")
+        allowed = frozenset(str(value) for value in accepted)
+    query = schema_query or "SELECT 1"
+    if pool is not None and not isinstance(pool, driver.Pool) and not callable(pool):
+        raise TypeError(f"pool must be an asyncpg pool or a callable, not {type(pool).__name__}")
+
+    def verify(value: object) -> dict[str, object] | None:
+        if allowed is None:
+            return None
+        if str(value) not in allowed:
+            raise CheckFailed(
+                f"schema version {value!r} is not one of the accepted {sorted(allowed)}"
+            )
+        return {"schema": str(value)}
+
+    async def through_pool() -> dict[str, object] | None:
+        current = pool if isinstance(pool, driver.Pool) else pool() if pool else None
+        if current is None:
+            raise CheckFailed("the connection pool is not created yet")
+        async with current.acquire() as conn:
+            return verify(await conn.fetchval(query))
+
+    async def through_dsn() -> dict[str, object] | None:
+        conn = await driver.connect(dsn)
+        try:
+            value = await conn.fetchval(query)
+            await conn.close()
+        except BaseException:
+            conn.terminate()  # closes the socket at once; a polite close could hang here
+            raise
+        return verify(value)
+
+    return Check(name, through_pool if pool is not None else through_dsn, **options)

@@ -1,0 +1,72 @@
+"""Redis check through redis.asyncio: PING, and optionally "this key exists"."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._optional import require
+from ..errors import CheckFailed
+from ..probes.check import Check
+from ._common import close_bounded
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["redis_check"]
+
+
+def redis_check(
+    client: Redis | None = None,
+    *,
+    url: str | None = None,
+    name: str = "redis",
+    key: str | None = None,
+    **options: Any,
+) -> Check:
+    """A check that PINGs Redis.
+
+    Parameters:
+        client: a ``redis.asyncio.Redis`` client the application already has.
+        url: instead of a client, a ``redis://`` URL: each run opens its own connection and
+            closes it.
+        name: the check's name.
+        key: a key that must exist for the check to pass (a warmed cache, say).
+        options: the other settings of :class:`~gracekit.Check`. For a cache that can fail
+            without taking the pod out of rotation, pass ``gates="informational"``.
+
+    Raises:
+        ImportError: redis is not installed (``pip install 'gracekit[redis]'``).
+        ValueError: neither or both of *client* and *url*.
+    """
+    driver = require("redis.asyncio", extra="redis", feature="gracekit.checks.redis")
+    if (client is None) == (url is None):
+        raise ValueError("redis_check() needs exactly one of client= or url=")
+    if url is not None and not isinstance(url, str):
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ValueError(f"key must be a non-empty str, got {key!r}")
+
+    async def probe(redis: Redis) -> dict[str, object] | None:
+        await redis.ping()
+        if key is None:
+            return None
+        if not await redis.exists(key):
+            raise CheckFailed(f"key {key!r} does not exist")
+        return {"key": key}
+
+    if client is not None:
+        existing = client
+
+        async def run() -> dict[str, object] | None:
+            return await probe(existing)
+
+    else:
+
+        async def run() -> dict[str, object] | None:
+            redis: Redis = driver.Redis.from_url(url, single_connection_client=True)
+            try:
+                return await probe(redis)
+            finally:
+                await close_bounded(redis.aclose)
+
+    return Check(name, run, **options)

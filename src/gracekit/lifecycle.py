@@ -1,0 +1,370 @@
+"""The application's lifecycle: phases, gates, startup work, checks, and what each probe says.
+
+One :class:`Lifecycle` per application owns the state that the probe endpoints (and, later, the
+drain middleware and metrics) read. It runs its background work inside the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+
+from . import _validate
+from .errors import LifecycleError
+from .probes.check import Check
+from .probes.looplag import LoopMonitor
+from .probes.runner import CheckState, CheckStatus, describe_error, run_check
+
+__all__ = ["Gate", "Lifecycle", "Phase", "ProbeResult", "StartupTask"]
+
+logger = logging.getLogger("gracekit")
+
+DEFAULT_LOOP_LAG_THRESHOLD = 5.0
+DEFAULT_LOOP_LAG_INTERVAL = 0.5
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+
+
+class Phase(str, enum.Enum):
+    """Where the application is in its life. Phases only move forward."""
+
+    STARTING = "starting"
+    STARTED = "started"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class Gate:
+    """A named readiness condition the application opens and closes itself ("cache-warm")."""
+
+    __slots__ = ("_open", "name")
+
+    def __init__(self, name: str, *, open: bool = False) -> None:
+        self.name = _validate.name(name, what="gate name")
+        self._open = bool(open)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def open(self) -> None:
+        """Let readiness pass as far as this gate is concerned."""
+        if not self._open:
+            self._open = True
+            logger.info("gate %s opened", self.name)
+
+    def close(self) -> None:
+        """Hold readiness back until :meth:`open` is called."""
+        if self._open:
+            self._open = False
+            logger.info("gate %s closed", self.name)
+
+    def __repr__(self) -> str:
+        return f"Gate({self.name!r}, open={self._open})"
+
+
+class StartupTask:
+    """An async function run once at startup; the startup probe passes only after it succeeds."""
+
+    __slots__ = ("duration", "error", "func", "name", "status", "timeout")
+
+    def __init__(
+        self, name: str, func: Callable[[], Awaitable[object]], *, timeout: float | None
+    ) -> None:
+        self.name = _validate.name(name, what="startup task name")
+        if not callable(func):
+            raise TypeError(f"startup task {name!r} needs an async callable")
+        self.func = func
+        self.timeout = _validate.optional_seconds(timeout, what=f"timeout of startup task {name!r}")
+        self.status = CheckStatus.PENDING
+        self.error: str | None = None
+        self.duration: float | None = None
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        try:
+            with anyio.fail_after(self.timeout):
+                await self.func()
+        except Exception as exc:
+            self.status, self.error = CheckStatus.FAIL, describe_error(exc)
+            logger.error("startup task %s failed: %s", self.name, self.error, exc_info=exc)
+        else:
+            self.status = CheckStatus.PASS
+        self.duration = time.monotonic() - started
+
+
+@dataclass
+class ProbeResult:
+    """What a probe answers: ``ok`` maps to 200/503, ``reasons`` says why not."""
+
+    ok: bool
+    status: str  # "pass", "fail" or "degraded" (passing, with informational checks failing)
+    reasons: list[str] = field(default_factory=list)
+
+
+class Lifecycle:
+    """The state of one application, from startup to exit.
+
+    Parameters:
+        ready_jitter: the first "ready" is held back by a random delay in ``[0, ready_jitter]``
+            seconds after startup succeeds, so pods started together do not all take traffic
+            (and open connections) at the same instant.
+        loop_lag_threshold: liveness fails while the event loop lags more than this (seconds).
+        loop_lag_interval: how often the loop lag is measured (seconds).
+        rng: the random source for jitter (pass a seeded one for reproducible tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        ready_jitter: float = 0.0,
+        loop_lag_threshold: float = DEFAULT_LOOP_LAG_THRESHOLD,
+        loop_lag_interval: float = DEFAULT_LOOP_LAG_INTERVAL,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ready_jitter = _validate.seconds(ready_jitter, what="ready_jitter", allow_zero=True)
+        self.loop_lag_threshold = _validate.seconds(loop_lag_threshold, what="loop_lag_threshold")
+        interval = _validate.seconds(loop_lag_interval, what="loop_lag_interval")
+        if interval >= self.loop_lag_threshold:
+            raise ValueError(
+                f"loop_lag_interval ({loop_lag_interval!r} s) must be shorter than "
+                f"loop_lag_threshold ({loop_lag_threshold!r} s)"
+            )
+        self.loop_monitor = LoopMonitor(interval=interval)
+        self._rng = rng if rng is not None else random.Random()
+        self._checks: dict[str, CheckState] = {}
+        self._gates: dict[str, Gate] = {}
+        self._startup_tasks: dict[str, StartupTask] = {}
+        self._phase = Phase.STARTING
+        self._broken: str | None = None
+        self._ready_at: float | None = None  # monotonic time from which readiness may pass
+        self._running = False
+
+    # -- registration ---------------------------------------------------------------------
+
+    def add_check(self, check: Check) -> Check:
+        """Register *check*; it runs in the background while the lifecycle runs."""
+        if not isinstance(check, Check):
+            raise TypeError(f"add_check() takes a Check, not {type(check).__name__}")
+        self._claim_name(check.name, "check")
+        self._checks[check.name] = CheckState(check)
+        return check
+
+    def check(self, name: str | None = None, **options: Any) -> Callable[[_F], _F]:
+        """Decorator registering an async function as a check; *options* are :class:`Check`'s."""
+
+        def register(func: _F) -> _F:
+            self.add_check(Check(name or func.__name__, func, **options))
+            return func
+
+        return register
+
+    def gate(self, name: str, *, open: bool = False) -> Gate:
+        """Create and register a gate, closed unless *open*."""
+        self._claim_name(name, "gate")
+        gate = self._gates[name] = Gate(name, open=open)
+        return gate
+
+    def startup_task(
+        self, func: _F | None = None, *, name: str | None = None, timeout: float | None = None
+    ) -> Any:
+        """Register an async function to run once at startup (usable as a decorator, with or
+        without arguments). The startup probe passes once every startup task has succeeded."""
+
+        def register(func: _F) -> _F:
+            self._ensure_not_running("add a startup task")
+            task_name = name or func.__name__
+            if task_name in self._startup_tasks:
+                raise ValueError(f"a startup task named {task_name!r} is already registered")
+            self._startup_tasks[task_name] = StartupTask(task_name, func, timeout=timeout)
+            return func
+
+        return register if func is None else register(func)
+
+    def _claim_name(self, name: str, kind: str) -> None:
+        self._ensure_not_running(f"add a {kind}")
+        if name in self._checks or name in self._gates:
+            other = "check" if name in self._checks else "gate"
+            raise ValueError(f"a {other} named {name!r} is already registered")
+
+    def _ensure_not_running(self, action: str) -> None:
+        if self._running:
+            raise LifecycleError(f"cannot {action} while the lifecycle is running")
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def broken(self) -> str | None:
+        """The reason given to :meth:`mark_broken`, or None."""
+        return self._broken
+
+    @property
+    def checks(self) -> Mapping[str, CheckState]:
+        return self._checks
+
+    @property
+    def gates(self) -> Mapping[str, Gate]:
+        return self._gates
+
+    @property
+    def startup_tasks(self) -> Mapping[str, StartupTask]:
+        return self._startup_tasks
+
+    def mark_broken(self, reason: str) -> None:
+        """Declare the process unable to recover: liveness fails, so Kubernetes restarts it."""
+        if not isinstance(reason, str) or not reason:
+            raise ValueError("mark_broken() needs a non-empty reason")
+        if self._broken is None:
+            self._broken = reason
+            logger.error("marked broken: %s", reason)
+
+    def begin_draining(self) -> None:
+        """Enter the draining phase: readiness fails from now on."""
+        if self._phase in (Phase.STARTING, Phase.STARTED):
+            self._phase = Phase.DRAINING
+            logger.info("draining")
+
+    # -- probes -----------------------------------------------------------------------------
+
+    def startup(self, *, exclude: Collection[str] = ()) -> ProbeResult:
+        """Has startup succeeded? Once it has, it stays passed."""
+        if self._ready_at is not None:
+            return ProbeResult(True, "pass")
+        reasons = [
+            f"startup task {t.name}: {t.status.value}"
+            for t in self._startup_tasks.values()
+            if t.status is not CheckStatus.PASS
+        ]
+        reasons += [
+            f"check {s.check.name}: not passed yet"
+            for s in self._checks.values()
+            if "startup" in s.check.gates and not s.ever_passed and s.check.name not in exclude
+        ]
+        if not self._running:
+            reasons.insert(0, "not running")
+        elif not reasons:
+            reasons.append("starting")
+        return ProbeResult(False, "fail", reasons)
+
+    def liveness(self) -> ProbeResult:
+        """Can the process make progress? Never looks at shared dependencies."""
+        reasons = []
+        if self._broken is not None:
+            reasons.append("broken")
+        lag = self.loop_monitor.lag(time.monotonic())
+        if lag > self.loop_lag_threshold:
+            reasons.append(f"event loop lag {lag:.3f} s > {self.loop_lag_threshold:g} s")
+        return ProbeResult(not reasons, "fail" if reasons else "pass", reasons)
+
+    def readiness(self, *, exclude: Collection[str] = ()) -> ProbeResult:
+        """Should this pod receive traffic now?"""
+        now = time.monotonic()
+        reasons = []
+        if self._phase is not Phase.STARTED:
+            reasons.append(f"phase {self._phase.value}")
+        elif self._ready_at is not None and now < self._ready_at:
+            reasons.append(f"ready jitter: {self._ready_at - now:.3f} s left")
+        if self._broken is not None:
+            reasons.append("broken")
+        degraded = False
+        for state in self._checks.values():
+            if state.check.name in exclude:
+                continue
+            status = state.status(now)
+            if status is CheckStatus.PASS:
+                continue
+            if "readiness" in state.check.gates:
+                reasons.append(f"check {state.check.name}: {status.value}")
+            else:
+                degraded = True
+        reasons += [
+            f"gate {g.name}: closed"
+            for g in self._gates.values()
+            if not g.is_open and g.name not in exclude
+        ]
+        if reasons:
+            return ProbeResult(False, "fail", reasons)
+        return ProbeResult(True, "degraded" if degraded else "pass")
+
+    # -- running ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[Lifecycle]:
+        """Run the background work (checks, loop monitor, startup) for the body's duration.
+
+        :meth:`lifespan` uses this; call it directly when there is no ASGI lifespan to join.
+        """
+        self._ensure_not_running("start the lifecycle")
+        if self._phase is not Phase.STARTING:
+            raise LifecycleError(f"a lifecycle runs once; this one is {self._phase.value}")
+        self._running = True
+        # The task group is entered and left by hand, not around the yield: an exception from
+        # the body must reach the caller as itself, not wrapped in an ExceptionGroup.
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            tg.start_soon(self.loop_monitor.run)
+            for state in self._checks.values():
+                state.passed_once = anyio.Event()
+                if state.ever_passed:
+                    state.passed_once.set()
+                tg.start_soon(run_check, state, self._rng)
+            tg.start_soon(self._start)
+            yield self
+        finally:
+            self._phase = Phase.STOPPED
+            self._running = False
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+            logger.info("stopped")
+
+    async def _start(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for task in self._startup_tasks.values():
+                tg.start_soon(task.run)
+        if any(t.status is CheckStatus.FAIL for t in self._startup_tasks.values()):
+            return  # the startup probe reports it; Kubernetes restarts the container
+        for state in self._checks.values():
+            if "startup" in state.check.gates and state.passed_once is not None:
+                await state.passed_once.wait()
+        self._ready_at = time.monotonic() + self._rng.uniform(0, self.ready_jitter)
+        if self._phase is Phase.STARTING:
+            self._phase = Phase.STARTED
+            logger.info("started")
+
+    def lifespan(self, lifespan: Lifespan | None = None) -> Lifespan:
+        """An ASGI lifespan for Starlette or FastAPI (``lifespan=``) running this lifecycle.
+
+        *lifespan*, the application's own, is entered first (so checks can use the pools it
+        opens) and left last (so checks stop before the pools close). Its state is passed on.
+        """
+
+        @asynccontextmanager
+        async def combined(app: Any) -> AsyncIterator[Any]:
+            if lifespan is None:
+                async with self.run():
+                    yield None
+                return
+            async with lifespan(app) as state, self.run():
+                yield state
+
+        return combined
+
+    def __repr__(self) -> str:
+        return (
+            f"<Lifecycle phase={self._phase.value} checks={len(self._checks)} "
+            f"gates={len(self._gates)} startup_tasks={len(self._startup_tasks)}>"
+        )

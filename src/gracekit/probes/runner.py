@@ -1,0 +1,168 @@
+"""Running checks in the background and keeping their latest, damped results.
+
+Probe requests never run a check: they read the :class:`CheckState` this module keeps up to date.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from .check import Check
+
+__all__ = ["CheckState", "CheckStatus", "describe_error", "jittered", "run_check"]
+
+logger = logging.getLogger("gracekit")
+
+_MAX_ERROR_CHARS = 300
+_MAX_DETAIL_ITEMS = 16
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class CheckStatus(str, enum.Enum):
+    """A check's status as a probe reports it."""
+
+    PENDING = "pending"  # no result yet
+    PASS = "pass"
+    FAIL = "fail"
+    STALE = "stale"  # the latest result is too old to trust: counts as failing
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"TypeName: message"``, shortened to a size fit for a probe response."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 3] + "..."
+    return text
+
+
+def jittered(seconds: float, fraction: float, rng: random.Random) -> float:
+    """*seconds* moved by a uniformly random amount of at most ``fraction * seconds``."""
+    if not fraction or not seconds:
+        return seconds
+    return rng.uniform(seconds * (1 - fraction), seconds * (1 + fraction))
+
+
+def _clean_detail(detail: Mapping[Any, Any]) -> dict[str, object]:
+    # Details end up in JSON responses: keep them small and serialisable whatever came back.
+    cleaned: dict[str, object] = {}
+    for key, value in list(detail.items())[:_MAX_DETAIL_ITEMS]:
+        cleaned[str(key)] = value if isinstance(value, _SCALARS) else repr(value)[:100]
+    return cleaned
+
+
+class CheckState:
+    """The latest results of one check, with flap damping and staleness."""
+
+    def __init__(self, check: Check) -> None:
+        self.check = check
+        self.passing = False  # the damped state; a check starts as not passing
+        self.ever_passed = False
+        self.consecutive_successes = 0
+        self.consecutive_failures = 0
+        self.runs = 0
+        self.last_finished: float | None = None  # time.monotonic()
+        self.last_duration: float | None = None
+        self.last_success_wall: float | None = None  # time.time(), for reports
+        self.error: str | None = None
+        self.detail: dict[str, object] | None = None
+        self.passed_once: anyio.Event | None = None  # set by the lifecycle while running
+
+    def status(self, now: float) -> CheckStatus:
+        """The status at monotonic time *now*."""
+        if self.last_finished is None:
+            return CheckStatus.PENDING
+        if now - self.last_finished > self.check.stale_after:
+            return CheckStatus.STALE
+        return CheckStatus.PASS if self.passing else CheckStatus.FAIL
+
+    def record_success(self, detail: dict[str, object] | None, duration: float) -> None:
+        self._finish(duration)
+        self.consecutive_failures = 0
+        self.consecutive_successes += 1
+        self.error = None
+        self.detail = detail
+        self.last_success_wall = time.time()
+        if not self.passing and self.consecutive_successes >= self.check.success_threshold:
+            self.passing = True
+            if not self.ever_passed:
+                self.ever_passed = True
+                if self.passed_once is not None:
+                    self.passed_once.set()
+
+    def record_failure(self, error: str, duration: float) -> None:
+        self._finish(duration)
+        self.consecutive_successes = 0
+        self.consecutive_failures += 1
+        self.error = error
+        self.detail = None
+        if self.passing and self.consecutive_failures >= self.check.failure_threshold:
+            self.passing = False
+
+    def _finish(self, duration: float) -> None:
+        self.runs += 1
+        self.last_duration = duration
+        self.last_finished = time.monotonic()
+
+
+async def _call(state: CheckState) -> dict[str, object] | None:
+    result: object = state.check.func()
+    if not inspect.isawaitable(result):
+        raise TypeError(
+            f"check function returned {type(result).__name__}, not an awaitable: "
+            "checks must be async"
+        )
+    value = await result
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return _clean_detail(value)
+    raise TypeError(f"check returned {type(value).__name__}, expected None or a mapping")
+
+
+async def run_once(state: CheckState) -> None:
+    """Run the check once under its timeout and record the outcome; never raises, except the
+    cancellation of the caller itself."""
+    check = state.check
+    started = time.monotonic()
+    try:
+        with anyio.fail_after(check.timeout):
+            detail = await _call(state)
+    except TimeoutError:
+        state.record_failure(
+            f"TimeoutError: no answer within {check.timeout:g} s", time.monotonic() - started
+        )
+    except anyio.get_cancelled_exc_class():
+        # A cancellation aimed at us is delivered again at the next checkpoint (anyio cancels
+        # by level); one that the check raised on its own is not, and is just a failure.
+        await anyio.lowlevel.checkpoint()
+        state.record_failure("CancelledError: the check was cancelled", time.monotonic() - started)
+    except Exception as exc:
+        state.record_failure(describe_error(exc), time.monotonic() - started)
+    else:
+        state.record_success(detail, time.monotonic() - started)
+
+
+async def run_check(state: CheckState, rng: random.Random) -> None:
+    """Run the check forever on its (jittered) interval; cancel the caller to stop it."""
+    check = state.check
+    await anyio.sleep(jittered(check.initial_delay, check.jitter, rng))
+    while True:
+        started = anyio.current_time()
+        was_passing = state.passing
+        await run_once(state)
+        if state.passing != was_passing or (state.runs == 1 and not state.passing):
+            if state.passing:
+                logger.info("check %s passing", check.name)
+            else:
+                logger.warning("check %s failing: %s", check.name, state.error)
+        next_start = started + jittered(check.interval, check.jitter, rng)
+        await anyio.sleep_until(next_start)

@@ -1,0 +1,103 @@
+"""Real uvicorn processes for tests: free ports, readiness by polling, clean termination."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+TEST_APPS = ROOT / "tests" / "apps"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float, interval: float = 0.05) -> bool:
+    """Poll *condition* (a callable returning truthy) until it holds or *timeout* passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+@contextmanager
+def run_uvicorn(
+    app: str,
+    *,
+    app_dir: Path = EXAMPLES,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    ready_path: str = "/health/live",
+    start_timeout: float = 20.0,
+) -> Iterator[Server]:
+    """Start ``uvicorn APP`` on a free port and yield once *ready_path* answers 200."""
+    port = free_port()
+    with tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+    command = [
+        sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir),
+        "--host", "127.0.0.1", "--port", str(port), *args,
+    ]  # fmt: skip
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            cwd=ROOT,
+        )
+    server = Server(process, port, log_path)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{server.log()}")
+        try:
+            return httpx.get(server.url + ready_path, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        if not wait_until(answers, timeout=start_timeout):
+            raise RuntimeError(f"uvicorn did not answer in {start_timeout} s:\n{server.log()}")
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log_path.unlink(missing_ok=True)
