@@ -26,6 +26,15 @@ def optional_seconds(value: object, *, what: str, allow_zero: bool = False) -> f
     return None if value is None else seconds(value, what=what, allow_zero=allow_zero)
 
 
+def fraction(value: object, *, what: str) -> float:
+    """Return *value* as a float in [0, 1), or raise a precise TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a fraction in [0, 1), not {type(value).__name__}")
+    if not 0 <= value < 1:  # also rejects NaN
+        raise ValueError(f"{what} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
 def positive_int(value: object, *, what: str) -> int:
     """Return *value* if it is an int >= 1, else raise TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, int):

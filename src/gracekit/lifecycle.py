@@ -19,7 +19,7 @@ import anyio
 
 from . import _validate
 from .errors import LifecycleError
-from .probes.check import Check
+from .probes.check import STARTUP_ONLY, Check
 from .probes.looplag import LoopMonitor
 from .probes.runner import CheckState, CheckStatus, describe_error, run_check
 
@@ -159,14 +159,20 @@ class Lifecycle:
         self._checks[check.name] = CheckState(check)
         return check
 
-    def check(self, name: str | None = None, **options: Any) -> Callable[[_F], _F]:
-        """Decorator registering an async function as a check; *options* are :class:`Check`'s."""
+    def check(self, func: _F | None = None, *, name: str | None = None, **options: Any) -> Any:
+        """Register an async function as a check (a decorator, with or without arguments);
+        *options* are :class:`Check`'s. The check's name defaults to the function's name."""
+        if func is not None and not callable(func):
+            raise TypeError(
+                f"check() takes the check function, not {type(func).__name__}; "
+                "give the name as check(name=...)"
+            )
 
         def register(func: _F) -> _F:
             self.add_check(Check(name or func.__name__, func, **options))
             return func
 
-        return register
+        return register if func is None else register(func)
 
     def gate(self, name: str, *, open: bool = False) -> Gate:
         """Create and register a gate, closed unless *open*."""
@@ -179,6 +185,12 @@ class Lifecycle:
     ) -> Any:
         """Register an async function to run once at startup (usable as a decorator, with or
         without arguments). The startup probe passes once every startup task has succeeded."""
+
+        if func is not None and not callable(func):
+            raise TypeError(
+                f"startup_task() takes the task function, not {type(func).__name__}; "
+                "give the name as startup_task(name=...)"
+            )
 
         def register(func: _F) -> _F:
             self._ensure_not_running("add a startup task")
@@ -239,7 +251,7 @@ class Lifecycle:
 
     # -- probes -----------------------------------------------------------------------------
 
-    def startup(self, *, exclude: Collection[str] = ()) -> ProbeResult:
+    def startup(self) -> ProbeResult:
         """Has startup succeeded? Once it has, it stays passed."""
         if self._ready_at is not None:
             return ProbeResult(True, "pass")
@@ -251,7 +263,7 @@ class Lifecycle:
         reasons += [
             f"check {s.check.name}: not passed yet"
             for s in self._checks.values()
-            if "startup" in s.check.gates and not s.ever_passed and s.check.name not in exclude
+            if "startup" in s.check.gates and not s.ever_passed
         ]
         if not self._running:
             reasons.insert(0, "not running")
@@ -270,34 +282,38 @@ class Lifecycle:
         return ProbeResult(not reasons, "fail" if reasons else "pass", reasons)
 
     def readiness(self, *, exclude: Collection[str] = ()) -> ProbeResult:
-        """Should this pod receive traffic now?"""
+        """Should this pod receive traffic now? Checks and gates named in *exclude* are
+        ignored. A failing informational check makes the answer "degraded", still ready."""
         now = time.monotonic()
         reasons = []
         if self._phase is not Phase.STARTED:
             reasons.append(f"phase {self._phase.value}")
+            if not self._running and self._phase is Phase.STARTING:
+                reasons.append("not running: is the lifecycle's lifespan installed?")
         elif self._ready_at is not None and now < self._ready_at:
             reasons.append(f"ready jitter: {self._ready_at - now:.3f} s left")
         if self._broken is not None:
             reasons.append("broken")
-        degraded = False
+        informational = []
         for state in self._checks.values():
-            if state.check.name in exclude:
-                continue
+            gates = state.check.gates
+            if gates == STARTUP_ONLY or state.check.name in exclude:
+                continue  # a startup-only check has had its say at startup
             status = state.status(now)
             if status is CheckStatus.PASS:
                 continue
-            if "readiness" in state.check.gates:
+            if gates:
                 reasons.append(f"check {state.check.name}: {status.value}")
             else:
-                degraded = True
+                informational.append(f"check {state.check.name}: {status.value} (informational)")
         reasons += [
             f"gate {g.name}: closed"
             for g in self._gates.values()
             if not g.is_open and g.name not in exclude
         ]
         if reasons:
-            return ProbeResult(False, "fail", reasons)
-        return ProbeResult(True, "degraded" if degraded else "pass")
+            return ProbeResult(False, "fail", reasons + informational)
+        return ProbeResult(True, "degraded" if informational else "pass", informational)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -308,8 +324,8 @@ class Lifecycle:
         :meth:`lifespan` uses this; call it directly when there is no ASGI lifespan to join.
         """
         self._ensure_not_running("start the lifecycle")
-        if self._phase is not Phase.STARTING:
-            raise LifecycleError(f"a lifecycle runs once; this one is {self._phase.value}")
+        if self._phase is Phase.STOPPED:
+            self._reset()  # run again, as test suites do with one app: start from scratch
         self._running = True
         # The task group is entered and left by hand, not around the yield: an exception from
         # the body must reach the caller as itself, not wrapped in an ExceptionGroup.
@@ -330,6 +346,14 @@ class Lifecycle:
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
             logger.info("stopped")
+
+    def _reset(self) -> None:
+        self._checks = {name: CheckState(state.check) for name, state in self._checks.items()}
+        for task in self._startup_tasks.values():
+            task.status, task.error, task.duration = CheckStatus.PENDING, None, None
+        self._phase = Phase.STARTING
+        self._broken = None
+        self._ready_at = None
 
     async def _start(self) -> None:
         async with anyio.create_task_group() as tg:

@@ -60,6 +60,8 @@ def http_check(
         return {"status": response.status_code}
 
     if client is not None:
+        if not isinstance(client, driver.AsyncClient):
+            raise TypeError(f"client must be an httpx.AsyncClient, not {type(client).__name__}")
         existing = client
 
         async def run() -> dict[str, object]:

@@ -28,8 +28,9 @@ def postgres_check(
 
     Parameters:
         pool: an asyncpg pool, or a function returning one (or None while the pool is not
-            created yet, which fails the check), e.g. ``lambda: app.state.pool``. The check
-            borrows one connection per run and gives it back.
+            created yet, which fails the check), e.g.
+            ``lambda: getattr(app.state, "pool", None)``. The check borrows one connection per
+            run and gives it back.
         dsn: instead of a pool, a connection string: each run opens its own connection and
             closes it, so the check never holds a connection between runs.
         name: the check's name.

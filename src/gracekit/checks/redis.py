@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._optional import require
@@ -16,7 +17,7 @@ __all__ = ["redis_check"]
 
 
 def redis_check(
-    client: Redis | None = None,
+    client: Redis | Callable[[], Redis | None] | None = None,
     *,
     url: str | None = None,
     name: str = "redis",
@@ -26,7 +27,8 @@ def redis_check(
     """A check that PINGs Redis.
 
     Parameters:
-        client: a ``redis.asyncio.Redis`` client the application already has.
+        client: a ``redis.asyncio.Redis`` client the application already has, or a function
+            returning it (or None while it is not created yet, which fails the check).
         url: instead of a client, a ``redis://`` URL: each run opens its own connection and
             closes it.
         name: the check's name.
@@ -55,10 +57,17 @@ def redis_check(
         return {"key": key}
 
     if client is not None:
-        existing = client
+        if not isinstance(client, driver.Redis) and not callable(client):
+            raise TypeError(
+                f"client must be a redis.asyncio.Redis or a callable, not {type(client).__name__}"
+            )
+        source = client
 
         async def run() -> dict[str, object] | None:
-            return await probe(existing)
+            current = source if isinstance(source, driver.Redis) else source()
+            if current is None:
+                raise CheckFailed("the Redis client is not created yet")
+            return await probe(current)
 
     else:
 

@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_INTERVAL",
     "DEFAULT_JITTER",
     "DEFAULT_TIMEOUT",
+    "STARTUP_ONLY",
     "Check",
     "CheckFunction",
 ]
@@ -24,6 +25,8 @@ DEFAULT_JITTER = 0.1
 
 _PROBES = ("startup", "readiness")
 _INFORMATIONAL = "informational"
+#: The gates of a check that only gates startup: it stops running once it has passed.
+STARTUP_ONLY = frozenset({"startup"})
 
 
 def _parse_gates(gates: object, check_name: str) -> frozenset[str]:
@@ -37,6 +40,13 @@ def _parse_gates(gates: object, check_name: str) -> frozenset[str]:
             f"not {type(gates).__name__}"
         )
     parsed = set()
+    items = list(items)
+    if _INFORMATIONAL in items:
+        if len(items) > 1:
+            raise ValueError(
+                f"check {check_name!r} cannot be 'informational' and gate {items!r} at once"
+            )
+        items = []
     for item in items:
         if item not in _PROBES:
             hint = (
@@ -68,6 +78,8 @@ class Check:
         failure_threshold: consecutive failures before a passing check counts as failing.
         success_threshold: consecutive successes before a failing check counts as passing.
         initial_delay: seconds to wait after startup before the first run.
+            A check that gates only startup stops running once it has passed (like
+            Kubernetes' startup probe) and reports "pass" from then on.
         jitter: fraction (0 <= jitter < 1) by which the interval and initial delay are
             randomised, so a fleet of pods does not poll a dependency in lockstep.
         stale_after: seconds after the last result at which it counts as failing ("stale");
@@ -125,9 +137,7 @@ class Check:
         self.initial_delay = _validate.seconds(
             initial_delay, what=f"initial_delay of check {name!r}", allow_zero=True
         )
-        self.jitter = _validate.seconds(jitter, what=f"jitter of check {name!r}", allow_zero=True)
-        if self.jitter >= 1:
-            raise ValueError(f"jitter of check {name!r} must be in [0, 1), got {jitter!r}")
+        self.jitter = _validate.fraction(jitter, what=f"jitter of check {name!r}")
         if stale_after is None:
             self.stale_after = 3 * self.interval + self.timeout
         else:

@@ -92,8 +92,10 @@ class ProbeApp:
     def __init__(self, lifecycle: Lifecycle, *, details: str = "never", token: str | None = None):
         if details not in DETAILS_POLICIES:
             raise ValueError(f"details must be one of {DETAILS_POLICIES}, got {details!r}")
+        if token is not None and not isinstance(token, str):
+            raise TypeError(f"token must be a str, not {type(token).__name__}")
         if details == "token":
-            if not isinstance(token, str) or not token.strip():
+            if token is None or not token.strip():
                 raise ValueError("details='token' needs a non-empty token")
         elif token is not None:
             raise ValueError(f"a token is only used with details='token', not {details!r}")
@@ -101,7 +103,7 @@ class ProbeApp:
         self.details = details
         self._token = None if token is None else token.encode()
         self._probes: dict[str, tuple[str, Callable[..., ProbeResult]]] = {
-            "/startup": ("startup", lifecycle.startup),
+            "/startup": ("startup", lambda exclude: lifecycle.startup()),
             "/live": ("liveness", lambda exclude: lifecycle.liveness()),
             "/ready": ("readiness", lifecycle.readiness),
         }
@@ -173,11 +175,12 @@ class ProbeApp:
             if lifecycle.broken is not None:
                 report["broken"] = lifecycle.broken if details else True
             return report
-        gate = "startup" if kind == "startup" else None
+        if kind == "startup":
+            shown = {n: s for n, s in lifecycle.checks.items() if "startup" in s.check.gates}
+        else:
+            shown = {n: s for n, s in lifecycle.checks.items() if n not in exclude}
         report["checks"] = {
-            name: self._check_json(state, now, details)
-            for name, state in lifecycle.checks.items()
-            if name not in exclude and (gate is None or gate in state.check.gates)
+            name: self._check_json(state, now, details) for name, state in shown.items()
         }
         if kind == "startup":
             report["tasks"] = {

@@ -31,9 +31,13 @@ class LoopMonitor:
     async def run(self) -> None:
         """Measure until cancelled."""
         self.last_tick = time.monotonic()
-        while True:
-            expected = time.monotonic() + self.interval
-            await anyio.sleep(self.interval)
-            now = time.monotonic()
-            self.last_lag = max(0.0, now - expected)
-            self.last_tick = now
+        try:
+            while True:
+                expected = time.monotonic() + self.interval
+                await anyio.sleep(self.interval)
+                now = time.monotonic()
+                self.last_lag = max(0.0, now - expected)
+                self.last_tick = now
+        finally:
+            # Stopped on purpose: a monitor that no longer runs must not read as a stuck loop.
+            self.last_tick, self.last_lag = None, 0.0

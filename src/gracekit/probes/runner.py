@@ -8,15 +8,16 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
+import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
-from .check import Check
+from .check import STARTUP_ONLY, Check
 
 __all__ = ["CheckState", "CheckStatus", "describe_error", "jittered", "run_check"]
 
@@ -38,7 +39,11 @@ class CheckStatus(str, enum.Enum):
 
 def describe_error(exc: BaseException) -> str:
     """``"TypeName: message"``, shortened to a size fit for a probe response."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ fails must not take the runner down
+        message = "<unprintable message>"
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     if len(text) > _MAX_ERROR_CHARS:
         text = text[: _MAX_ERROR_CHARS - 3] + "..."
     return text
@@ -51,11 +56,21 @@ def jittered(seconds: float, fraction: float, rng: random.Random) -> float:
     return rng.uniform(seconds * (1 - fraction), seconds * (1 + fraction))
 
 
+def _safe_str(value: object, convert: Callable[[object], str]) -> str:
+    try:
+        return convert(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
 def _clean_detail(detail: Mapping[Any, Any]) -> dict[str, object]:
     # Details end up in JSON responses: keep them small and serialisable whatever came back.
     cleaned: dict[str, object] = {}
     for key, value in list(detail.items())[:_MAX_DETAIL_ITEMS]:
-        cleaned[str(key)] = value if isinstance(value, _SCALARS) else repr(value)[:100]
+        keep = isinstance(value, _SCALARS) and not (
+            isinstance(value, float) and not math.isfinite(value)  # JSON has no NaN or inf
+        )
+        cleaned[_safe_str(key, str)] = value if keep else _safe_str(value, repr)[:100]
     return cleaned
 
 
@@ -78,6 +93,8 @@ class CheckState:
 
     def status(self, now: float) -> CheckStatus:
         """The status at monotonic time *now*."""
+        if self.check.gates == STARTUP_ONLY and self.ever_passed:
+            return CheckStatus.PASS  # done: like Kubernetes' startup probe, it runs until it passes
         if self.last_finished is None:
             return CheckStatus.PENDING
         if now - self.last_finished > self.check.stale_after:
@@ -164,5 +181,7 @@ async def run_check(state: CheckState, rng: random.Random) -> None:
                 logger.info("check %s passing", check.name)
             else:
                 logger.warning("check %s failing: %s", check.name, state.error)
+        if check.gates == STARTUP_ONLY and state.ever_passed:
+            return
         next_start = started + jittered(check.interval, check.jitter, rng)
         await anyio.sleep_until(next_start)

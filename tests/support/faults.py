@@ -1,0 +1,63 @@
+"""One scenario, run against every dependency and every fault: a dependency misbehaves behind a
+fault proxy, and the probes must react in time, keep answering fast, and recover."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from gracekit import Check, Lifecycle, ProbeApp
+from tests.support.asgi import client, eventually
+from tests.support.faultproxy import FaultProxy
+
+#: Slack on top of the timing the design promises, for a shared, noisy 2-core machine.
+MARGIN = 1.5
+
+FAULTS: dict[str, Callable[[FaultProxy], None]] = {
+    "refuse": FaultProxy.refuse,
+    "hang": FaultProxy.hang,
+    "reset": FaultProxy.reset,
+    "slow": lambda proxy: proxy.delay(0.6),  # slower than the check's timeout
+}
+
+
+async def probe_through_fault(check: Check, proxy: FaultProxy, fault: str) -> None:
+    """Assert the whole fault story for *check*, whose dependency is reached through *proxy*."""
+    lifecycle = Lifecycle()
+    lifecycle.add_check(check)
+    app = Starlette(
+        routes=[Mount("/health", app=ProbeApp(lifecycle))], lifespan=lifecycle.lifespan()
+    )
+    budget_down = check.interval * (1 + check.jitter) * check.failure_threshold + check.timeout
+    budget_up = check.interval * (1 + check.jitter) * check.success_threshold + check.timeout
+    async with client(app) as http:
+        await eventually(lambda: lifecycle.readiness().ok, timeout=10)
+        assert (await http.get("/health/ready")).status_code == 200
+
+        started = time.monotonic()
+        FAULTS[fault](proxy)
+        await eventually(lambda: not lifecycle.readiness().ok, timeout=budget_down + MARGIN)
+        took = time.monotonic() - started
+        assert took <= budget_down + MARGIN, f"readiness failed only after {took:.2f} s"
+
+        slowest = 0.0
+        for _ in range(20):
+            before = time.perf_counter()
+            ready = await http.get("/health/ready")
+            live = await http.get("/health/live")
+            slowest = max(slowest, time.perf_counter() - before)
+            assert ready.status_code == 503
+            assert live.status_code == 200, "liveness must not depend on a dependency"
+        assert slowest < 0.1, f"probes took {slowest:.3f} s during the fault"
+        error = lifecycle.checks[check.name].error
+        assert error is not None
+
+        started = time.monotonic()
+        proxy.pass_through()
+        await eventually(lambda: lifecycle.readiness().ok, timeout=budget_up + MARGIN + 5)
+        took = time.monotonic() - started
+        assert took <= budget_up + MARGIN, f"readiness recovered only after {took:.2f} s"
+        assert (await http.get("/health/ready")).status_code == 200
