@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -10,8 +9,8 @@ import pytest
 
 from gracekit import CheckState, CheckStatus
 from gracekit.checks import http_check, tcp_check
-from gracekit.probes.runner import run_once
 from tests.support.faultproxy import FaultProxy
+from tests.support.faults import run
 from tests.support.server import Server, free_port, run_uvicorn
 
 pytestmark = pytest.mark.anyio
@@ -21,11 +20,6 @@ pytestmark = pytest.mark.anyio
 def server() -> Iterator[Server]:
     with run_uvicorn("minimal:app", ready_path="/health/ready") as running:
         yield running
-
-
-async def run(state: CheckState) -> CheckStatus:
-    await run_once(state)
-    return state.status(time.monotonic())
 
 
 async def test_http_check_passes_on_expected_status(server: Server) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ from gracekit.checks import postgres_check
 from gracekit.probes.runner import run_once
 from tests.support.asgi import eventually
 from tests.support.faultproxy import FaultProxy
-from tests.support.faults import FAULTS, probe_through_fault
+from tests.support.faults import FAULTS, probe_through_fault, proxy_to, run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -41,8 +40,7 @@ def through(dsn: str, proxy: FaultProxy) -> str:
 
 @pytest.fixture
 def proxy(postgres_dsn: str) -> Iterator[FaultProxy]:
-    parts = urlsplit(postgres_dsn)
-    with FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as running:
+    with proxy_to(postgres_dsn) as running:
         yield running
 
 
@@ -60,11 +58,6 @@ async def connections_named(admin: asyncpg.Connection, name: str) -> int:
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name
     )
     return int(count)
-
-
-async def run(check_state: CheckState) -> CheckStatus:
-    await run_once(check_state)
-    return check_state.status(time.monotonic())
 
 
 async def test_dsn_check_passes(postgres_dsn: str) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,15 +13,14 @@ from gracekit.checks import redis_check
 from gracekit.probes.runner import run_once
 from tests.support.asgi import eventually
 from tests.support.faultproxy import FaultProxy
-from tests.support.faults import FAULTS, probe_through_fault
+from tests.support.faults import FAULTS, probe_through_fault, proxy_to, run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 
 @pytest.fixture
 def proxy(redis_url: str) -> Iterator[FaultProxy]:
-    parts = urlsplit(redis_url)
-    with FaultProxy(parts.hostname or "127.0.0.1", parts.port or 6379) as running:
+    with proxy_to(redis_url) as running:
         yield running
 
 
@@ -38,11 +35,6 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 def through(proxy: FaultProxy) -> str:
     return f"redis://{proxy.host}:{proxy.port}/0"
-
-
-async def run(state: CheckState) -> CheckStatus:
-    await run_once(state)
-    return state.status(time.monotonic())
 
 
 async def test_url_check_passes(redis_url: str) -> None:

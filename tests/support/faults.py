@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from gracekit import Check, Lifecycle, ProbeApp
+from gracekit import Check, CheckState, CheckStatus, Lifecycle, ProbeApp
+from gracekit.probes.runner import run_once
 from tests.support.asgi import client, eventually
 from tests.support.faultproxy import FaultProxy
 
@@ -22,6 +24,20 @@ FAULTS: dict[str, Callable[[FaultProxy], None]] = {
     "reset": FaultProxy.reset,
     "slow": lambda proxy: proxy.delay(0.6),  # slower than the check's timeout
 }
+
+
+def proxy_to(url: str) -> FaultProxy:
+    """A started fault proxy in front of the server that *url* names."""
+    parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"{url!r} needs an explicit host and port")
+    return FaultProxy(parts.hostname, parts.port).start()
+
+
+async def run(state: CheckState) -> CheckStatus:
+    """Run a check once and return its status right after."""
+    await run_once(state)
+    return state.status(time.monotonic())
 
 
 async def probe_through_fault(check: Check, proxy: FaultProxy, fault: str) -> None:
