@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import anyio
+import anyio.lowlevel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -36,7 +37,7 @@ async def warm_up() -> None:
 @lifecycle.check(interval=5.0, timeout=1.0)
 async def event_loop() -> dict[str, object]:
     # A dependency-free check, so the example runs anywhere.
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     return {"version": os.environ.get("VERSION", "dev")}
 
 

@@ -17,7 +17,7 @@ async def ok() -> None:
 def test_defaults() -> None:
     check = Check("db", ok)
     assert (check.timeout, check.interval, check.jitter) == (1.0, 5.0, 0.1)
-    assert check.gates == frozenset({"readiness"})
+    assert check.probes == frozenset({"readiness"})
     assert check.stale_after == 3 * 5.0 + 1.0
     assert not check.informational
     assert "db" in repr(check)
@@ -25,7 +25,7 @@ def test_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("gates", "expected"),
+    ("probes", "expected"),
     [
         ("readiness", {"readiness"}),
         ("startup", {"startup"}),
@@ -35,9 +35,9 @@ def test_defaults() -> None:
         (["informational"], set()),
     ],
 )
-def test_gates(gates: object, expected: set[str]) -> None:
-    check = Check("db", ok, gates=gates)  # type: ignore[arg-type]
-    assert check.gates == expected
+def test_probes(probes: object, expected: set[str]) -> None:
+    check = Check("db", ok, probes=probes)  # type: ignore[arg-type]
+    assert check.probes == expected
     assert check.informational is (not expected)
 
 
@@ -49,15 +49,15 @@ def test_gates(gates: object, expected: set[str]) -> None:
         ({"timeout": math.nan}, "must be a finite number"),
         ({"interval": math.inf}, "must be a finite number"),
         ({"interval": 0.5, "timeout": 1.0}, "shorter than its timeout"),
-        ({"gates": "liveness"}, "liveness never runs dependency checks"),
-        ({"gates": "readyness"}, "unknown probe kind 'readyness'"),
-        ({"gates": ["startup", "nope"]}, "unknown probe kind 'nope'"),
+        ({"probes": "liveness"}, "liveness never runs dependency checks"),
+        ({"probes": "readyness"}, "unknown probe kind 'readyness'"),
+        ({"probes": ["startup", "nope"]}, "unknown probe kind 'nope'"),
         ({"failure_threshold": 0}, "failure_threshold of check 'db' must be >= 1"),
         ({"success_threshold": -2}, "success_threshold of check 'db' must be >= 1"),
         ({"initial_delay": -0.1}, "initial_delay of check 'db' must be >= 0"),
         ({"jitter": 1.0}, "jitter of check 'db' must be in [0, 1)"),
         ({"jitter": math.nan}, "jitter of check 'db' must be in [0, 1)"),
-        ({"gates": ["informational", "readiness"]}, "cannot be 'informational' and gate"),
+        ({"probes": ["informational", "readiness"]}, "cannot be 'informational' and gate"),
         ({"stale_after": 1.0, "interval": 5.0}, "stale_after of check 'db'"),
     ],
 )
@@ -113,7 +113,7 @@ def test_duplicate_names_across_checks_and_gates() -> None:
 def test_decorator_registers_under_function_name() -> None:
     lifecycle = Lifecycle()
 
-    @lifecycle.check(timeout=0.5, interval=1, gates="informational")
+    @lifecycle.check(timeout=0.5, interval=1, probes="informational")
     async def cache() -> None: ...
 
     assert lifecycle.checks["cache"].check.informational

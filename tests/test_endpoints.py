@@ -37,7 +37,7 @@ def build(**probe_options: Any) -> tuple[Starlette, Lifecycle, Dependency, Depen
     lifecycle = Lifecycle()
     db, cache = Dependency(), Dependency()
     lifecycle.add_check(Check("db", db, **FAST))  # type: ignore[arg-type]
-    lifecycle.add_check(Check("cache", cache, gates="informational", **FAST))  # type: ignore[arg-type]
+    lifecycle.add_check(Check("cache", cache, probes="informational", **FAST))  # type: ignore[arg-type]
     lifecycle.gate("warm", open=True)
     app = Starlette(
         routes=[Mount("/health", app=ProbeApp(lifecycle, **probe_options))],
@@ -118,13 +118,13 @@ async def test_verbose_readiness_report(probed: Any) -> None:
     assert set(body["checks"]) == {"db", "cache"}
     db_report = body["checks"]["db"]
     assert db_report["status"] == "pass"
-    assert db_report["gates"] == ["readiness"]
+    assert db_report["probes"] == ["readiness"]
     assert db_report["consecutive_failures"] == 0
     assert db_report["consecutive_successes"] >= 1
     assert db_report["duration_ms"] >= 0
     assert db_report["last_success"].endswith("Z")
     assert body["checks"]["cache"]["status"] == "fail"
-    assert body["checks"]["cache"]["gates"] == ["informational"]
+    assert body["checks"]["cache"]["probes"] == ["informational"]
     assert "error" not in body["checks"]["cache"], "details are hidden by default"
     assert "detail" not in db_report
 

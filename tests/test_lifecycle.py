@@ -103,7 +103,7 @@ async def test_readiness_follows_gating_checks_and_gates() -> None:
 async def test_informational_check_degrades_but_keeps_ready() -> None:
     lifecycle = Lifecycle()
     cache = Switch(up=False)
-    lifecycle.check(name="cache", gates="informational", **FAST)(cache)
+    lifecycle.check(name="cache", probes="informational", **FAST)(cache)
     async with lifecycle.run():
         await eventually(lambda: cache.calls > 0 and lifecycle.phase is Phase.STARTED)
         result = lifecycle.readiness()
@@ -149,7 +149,7 @@ async def test_broken_fails_liveness_and_readiness() -> None:
 async def test_startup_waits_for_startup_checks_then_latches() -> None:
     lifecycle = Lifecycle()
     migrations = Switch(up=False)
-    lifecycle.check(name="migrations", gates="startup", **FAST)(migrations)
+    lifecycle.check(name="migrations", probes="startup", **FAST)(migrations)
     async with lifecycle.run():
         await eventually(lambda: migrations.calls >= 3)
         assert lifecycle.phase is Phase.STARTING
@@ -188,6 +188,10 @@ async def test_startup_tasks_gate_startup_and_a_failure_is_reported() -> None:
         assert lifecycle.startup_tasks["prime"].error == "TimeoutError"
         assert lifecycle.startup().reasons == ["startup task prime: fail"]
         assert lifecycle.phase is Phase.STARTING
+        # Nothing retries a startup task: the process says it cannot recover.
+        await eventually(lambda: lifecycle.broken is not None)
+        assert lifecycle.broken == "startup task prime failed"
+        assert not lifecycle.liveness().ok
 
 
 async def test_ready_jitter_holds_back_the_first_ready() -> None:

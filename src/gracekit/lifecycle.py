@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import anyio
 
@@ -159,7 +159,17 @@ class Lifecycle:
         self._checks[check.name] = CheckState(check)
         return check
 
-    def check(self, func: _F | None = None, *, name: str | None = None, **options: Any) -> Any:
+    @overload
+    def check(self, func: _F) -> _F: ...
+
+    @overload
+    def check(
+        self, func: None = None, *, name: str | None = None, **options: Any
+    ) -> Callable[[_F], _F]: ...
+
+    def check(
+        self, func: _F | None = None, *, name: str | None = None, **options: Any
+    ) -> _F | Callable[[_F], _F]:
         """Register an async function as a check (a decorator, with or without arguments);
         *options* are :class:`Check`'s. The check's name defaults to the function's name."""
         if func is not None and not callable(func):
@@ -180,11 +190,22 @@ class Lifecycle:
         gate = self._gates[name] = Gate(name, open=open)
         return gate
 
+    @overload
+    def startup_task(
+        self, func: _F, *, name: str | None = None, timeout: float | None = None
+    ) -> _F: ...
+
+    @overload
+    def startup_task(
+        self, func: None = None, *, name: str | None = None, timeout: float | None = None
+    ) -> Callable[[_F], _F]: ...
+
     def startup_task(
         self, func: _F | None = None, *, name: str | None = None, timeout: float | None = None
-    ) -> Any:
+    ) -> _F | Callable[[_F], _F]:
         """Register an async function to run once at startup (usable as a decorator, with or
-        without arguments). The startup probe passes once every startup task has succeeded."""
+        without arguments). The startup probe passes once every startup task has succeeded;
+        a startup task that fails (or exceeds *timeout* seconds) marks the process broken."""
 
         if func is not None and not callable(func):
             raise TypeError(
@@ -263,7 +284,7 @@ class Lifecycle:
         reasons += [
             f"check {s.check.name}: not passed yet"
             for s in self._checks.values()
-            if "startup" in s.check.gates and not s.ever_passed
+            if "startup" in s.check.probes and not s.ever_passed
         ]
         if not self._running:
             reasons.insert(0, "not running")
@@ -296,13 +317,13 @@ class Lifecycle:
             reasons.append("broken")
         informational = []
         for state in self._checks.values():
-            gates = state.check.gates
-            if gates == STARTUP_ONLY or state.check.name in exclude:
+            probes = state.check.probes
+            if probes == STARTUP_ONLY or state.check.name in exclude:
                 continue  # a startup-only check has had its say at startup
             status = state.status(now)
             if status is CheckStatus.PASS:
                 continue
-            if gates:
+            if probes:
                 reasons.append(f"check {state.check.name}: {status.value}")
             else:
                 informational.append(f"check {state.check.name}: {status.value} (informational)")
@@ -359,10 +380,14 @@ class Lifecycle:
         async with anyio.create_task_group() as tg:
             for task in self._startup_tasks.values():
                 tg.start_soon(task.run)
-        if any(t.status is CheckStatus.FAIL for t in self._startup_tasks.values()):
-            return  # the startup probe reports it; Kubernetes restarts the container
+        failed = [t for t in self._startup_tasks.values() if t.status is CheckStatus.FAIL]
+        if failed:
+            # Nothing retries a startup task: the process can no longer become ready, so it
+            # says so on every probe and lets the orchestrator restart it.
+            self.mark_broken(f"startup task {failed[0].name} failed")
+            return
         for state in self._checks.values():
-            if "startup" in state.check.gates and state.passed_once is not None:
+            if "startup" in state.check.probes and state.passed_once is not None:
                 await state.passed_once.wait()
         self._ready_at = time.monotonic() + self._rng.uniform(0, self.ready_jitter)
         if self._phase is Phase.STARTING:

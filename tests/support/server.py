@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +60,11 @@ def run_uvicorn(
     env: Mapping[str, str] | None = None,
     args: Sequence[str] = (),
     ready_path: str = "/health/live",
+    ready_statuses: Collection[int] = (200,),
     start_timeout: float = 20.0,
 ) -> Iterator[Server]:
-    """Start ``uvicorn APP`` on a free port and yield once *ready_path* answers 200."""
+    """Start ``uvicorn APP`` on a free port and yield once *ready_path* answers with one of
+    *ready_statuses*."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
@@ -84,7 +86,7 @@ def run_uvicorn(
         if process.poll() is not None:
             raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{server.log()}")
         try:
-            return httpx.get(server.url + ready_path, timeout=1).status_code == 200
+            return httpx.get(server.url + ready_path, timeout=1).status_code in ready_statuses
         except httpx.TransportError:
             return False
 

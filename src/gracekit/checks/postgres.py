@@ -38,7 +38,7 @@ def postgres_check(
             (``SELECT version_num FROM alembic_version``); the check fails unless the value is
             in *accepted*. This keeps a release from serving on a schema it cannot read.
         accepted: the values (compared as strings) *schema_query* may return.
-        options: the other settings of :class:`~gracekit.Check` (timeout, interval, gates...).
+        options: the other settings of :class:`~gracekit.Check` (timeout, interval, probes...).
 
     Raises:
         ImportError: asyncpg is not installed (``pip install 'gracekit[postgres]'``).

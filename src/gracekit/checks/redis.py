@@ -34,7 +34,7 @@ def redis_check(
         name: the check's name.
         key: a key that must exist for the check to pass (a warmed cache, say).
         options: the other settings of :class:`~gracekit.Check`. For a cache that can fail
-            without taking the pod out of rotation, pass ``gates="informational"``.
+            without taking the pod out of rotation, pass ``probes="informational"``.
 
     Raises:
         ImportError: redis is not installed (``pip install 'gracekit[redis]'``).

@@ -20,7 +20,7 @@ def tcp_check(host: str, port: int, *, name: str | None = None, **options: Any) 
         host: host name or address.
         port: TCP port.
         name: the check's name; default ``"tcp-HOST-PORT"``.
-        options: the other settings of :class:`~gracekit.Check` (timeout, interval, gates...).
+        options: the other settings of :class:`~gracekit.Check` (timeout, interval, probes...).
     """
     if not isinstance(host, str) or not host:
         raise ValueError(f"tcp_check() needs a host name, got {host!r}")

@@ -25,19 +25,19 @@ DEFAULT_JITTER = 0.1
 
 _PROBES = ("startup", "readiness")
 _INFORMATIONAL = "informational"
-#: The gates of a check that only gates startup: it stops running once it has passed.
+#: The probes of a check that gates only startup: it stops running once it has passed.
 STARTUP_ONLY = frozenset({"startup"})
 
 
-def _parse_gates(gates: object, check_name: str) -> frozenset[str]:
-    if isinstance(gates, str):
-        items: Iterable[object] = () if gates == _INFORMATIONAL else (gates,)
-    elif isinstance(gates, Iterable):
-        items = gates
+def _parse_probes(probes: object, check_name: str) -> frozenset[str]:
+    if isinstance(probes, str):
+        items: Iterable[object] = () if probes == _INFORMATIONAL else (probes,)
+    elif isinstance(probes, Iterable):
+        items = probes
     else:
         raise TypeError(
-            f"gates of check {check_name!r} must be a str or an iterable of str, "
-            f"not {type(gates).__name__}"
+            f"probes of check {check_name!r} must be a str or an iterable of str, "
+            f"not {type(probes).__name__}"
         )
     parsed = set()
     items = list(items)
@@ -72,7 +72,7 @@ class Check:
             mapping of details, and fails by raising.
         timeout: seconds one run may take before it counts as failed.
         interval: seconds between the starts of two runs; must be >= ``timeout``.
-        gates: which probes the check gates: ``"readiness"`` (default), ``"startup"``, an
+        probes: which probes the check gates: ``"readiness"`` (default), ``"startup"``, an
             iterable of both, or ``"informational"`` (reported, gating nothing: for shared
             dependencies whose failure should not take every pod out of rotation).
         failure_threshold: consecutive failures before a passing check counts as failing.
@@ -92,11 +92,11 @@ class Check:
     __slots__ = (
         "failure_threshold",
         "func",
-        "gates",
         "initial_delay",
         "interval",
         "jitter",
         "name",
+        "probes",
         "stale_after",
         "success_threshold",
         "timeout",
@@ -109,7 +109,7 @@ class Check:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         interval: float = DEFAULT_INTERVAL,
-        gates: str | Iterable[str] = "readiness",
+        probes: str | Iterable[str] = "readiness",
         failure_threshold: int = 1,
         success_threshold: int = 1,
         initial_delay: float = 0.0,
@@ -127,7 +127,7 @@ class Check:
                 f"interval of check {name!r} ({interval!r} s) is shorter than its timeout "
                 f"({timeout!r} s): runs would overlap; make the interval >= the timeout"
             )
-        self.gates = _parse_gates(gates, name)
+        self.probes = _parse_probes(probes, name)
         self.failure_threshold = _validate.positive_int(
             failure_threshold, what=f"failure_threshold of check {name!r}"
         )
@@ -151,11 +151,11 @@ class Check:
     @property
     def informational(self) -> bool:
         """True when the check gates no probe: it is reported but never fails one."""
-        return not self.gates
+        return not self.probes
 
     def __repr__(self) -> str:
-        gates = "+".join(sorted(self.gates)) or _INFORMATIONAL
+        probes = "+".join(sorted(self.probes)) or _INFORMATIONAL
         return (
-            f"Check({self.name!r}, gates={gates!r}, timeout={self.timeout:g}, "
+            f"Check({self.name!r}, probes={probes!r}, timeout={self.timeout:g}, "
             f"interval={self.interval:g})"
         )

@@ -176,7 +176,7 @@ class ProbeApp:
                 report["broken"] = lifecycle.broken if details else True
             return report
         if kind == "startup":
-            shown = {n: s for n, s in lifecycle.checks.items() if "startup" in s.check.gates}
+            shown = {n: s for n, s in lifecycle.checks.items() if "startup" in s.check.probes}
         else:
             shown = {n: s for n, s in lifecycle.checks.items() if n not in exclude}
         report["checks"] = {
@@ -204,7 +204,7 @@ class ProbeApp:
         check = state.check
         entry: dict[str, Any] = {
             "status": state.status(now).value,
-            "gates": sorted(check.gates) or ["informational"],
+            "probes": sorted(check.probes) or ["informational"],
             "duration_ms": _ms(state.last_duration),
             "last_success": _iso(state.last_success_wall),
             "consecutive_failures": state.consecutive_failures,

@@ -93,7 +93,7 @@ class CheckState:
 
     def status(self, now: float) -> CheckStatus:
         """The status at monotonic time *now*."""
-        if self.check.gates == STARTUP_ONLY and self.ever_passed:
+        if self.check.probes == STARTUP_ONLY and self.ever_passed:
             return CheckStatus.PASS  # done: like Kubernetes' startup probe, it runs until it passes
         if self.last_finished is None:
             return CheckStatus.PENDING
@@ -181,7 +181,7 @@ async def run_check(state: CheckState, rng: random.Random) -> None:
                 logger.info("check %s passing", check.name)
             else:
                 logger.warning("check %s failing: %s", check.name, state.error)
-        if check.gates == STARTUP_ONLY and state.ever_passed:
+        if check.probes == STARTUP_ONLY and state.ever_passed:
             return
         next_start = started + jittered(check.interval, check.jitter, rng)
         await anyio.sleep_until(next_start)

@@ -1,0 +1,217 @@
+"""An orders service: FastAPI, PostgreSQL and Redis, with gracekit's probes under /health.
+
+Run it with:  uvicorn app:app --app-dir examples/orders   (see README.md in this folder)
+
+Settings come from the environment, read once in :meth:`Settings.from_env`:
+  ORDERS_DATABASE_URL  asyncpg DSN      (default postgresql://postgres@127.0.0.1:5432/test)
+  ORDERS_REDIS_URL     redis URL        (default redis://127.0.0.1:6379/0)
+  ORDERS_PROBE_TOKEN   optional bearer token that unlocks error texts in ``?verbose`` probes
+
+Routes:
+  POST /orders          {"item": str, "quantity": int > 0} -> 201 with the stored order
+  GET  /orders/{id}     -> the order, or 404
+  GET  /orders          -> the latest 50 orders, newest first
+  GET  /health/startup, /health/live, /health/ready, /health/ready/NAME  (gracekit)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+import anyio
+import asyncpg
+from fastapi import FastAPI, HTTPException, Path
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
+
+from gracekit import Lifecycle, ProbeApp
+from gracekit.checks import postgres_check, redis_check
+
+__all__ = ["Settings", "Store", "app", "create_app", "create_lifecycle"]
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+#: The Redis key the startup task fills: the number of orders when this process started.
+COUNT_KEY = "orders_example:count"
+LATEST_LIMIT = 50
+#: The largest value of the int columns: bigger numbers are rejected (422), not sent (500).
+MAX_INT4 = 2**31 - 1
+#: How long shutdown waits for borrowed connections to come back before cutting them.
+POOL_CLOSE_TIMEOUT = 10.0
+
+CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS orders_example (
+    id serial PRIMARY KEY,
+    item text NOT NULL,
+    quantity int NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+COLUMNS = "id, item, quantity, created_at"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the service's dependencies are; built by :meth:`from_env` or by hand in tests."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    probe_token: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """The settings named by the ``ORDERS_*`` variables of *environ*."""
+        return cls(
+            database_url=environ.get("ORDERS_DATABASE_URL", DEFAULT_DATABASE_URL),
+            redis_url=environ.get("ORDERS_REDIS_URL", DEFAULT_REDIS_URL),
+            probe_token=environ.get("ORDERS_PROBE_TOKEN") or None,
+        )
+
+    def __repr__(self) -> str:
+        # DSNs can carry passwords; the token is a secret.
+        return "Settings(database_url=..., redis_url=..., probe_token=...)"
+
+
+class NewOrder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item: str = Field(min_length=1, max_length=200)
+    quantity: int = Field(gt=0, le=MAX_INT4)
+
+
+class Order(BaseModel):
+    id: int
+    item: str
+    quantity: int
+    created_at: datetime
+
+
+def _order(row: asyncpg.Record) -> Order:
+    return Order.model_validate(dict(row))
+
+
+async def _create_table(pool: asyncpg.Pool[asyncpg.Record]) -> None:
+    # Pods of a new deployment start together, and concurrent CREATE TABLE IF NOT EXISTS
+    # can still collide in the catalog: the lock makes them take turns.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('orders_example'))")
+        await conn.execute(CREATE_TABLE)
+
+
+class Store:
+    """The service's connections: opened and closed by :meth:`lifespan`, read by the routes
+    and by gracekit's checks."""
+
+    def __init__(self, settings: Settings) -> None:
+        # from_url does no I/O: the client connects on first use, inside the event loop.
+        # It exists before the lifespan because redis_check() takes the client itself.
+        self.redis: Redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2.0)
+        self.pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._database_url = settings.database_url
+
+    def require_pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        if self.pool is None:
+            raise RuntimeError("the database pool is not open (is the lifespan running?)")
+        return self.pool
+
+    @asynccontextmanager
+    async def lifespan(self, app: object) -> AsyncIterator[None]:
+        """Open the pool and the table; close the pool and the Redis client at shutdown."""
+        try:
+            pool = await asyncpg.create_pool(
+                self._database_url, min_size=1, max_size=10, timeout=5.0, command_timeout=5.0
+            )
+            try:
+                await _create_table(pool)
+                self.pool = pool
+                yield
+            finally:
+                self.pool = None
+                with anyio.move_on_after(POOL_CLOSE_TIMEOUT, shield=True) as scope:
+                    await pool.close()
+                if scope.cancelled_caught:
+                    pool.terminate()
+        finally:
+            await self.redis.aclose()
+
+    async def warm_cache(self) -> None:
+        count = await self.require_pool().fetchval("SELECT count(*) FROM orders_example")
+        await self.redis.set(COUNT_KEY, count)
+
+    async def create(self, order: NewOrder) -> Order:
+        row = await self.require_pool().fetchrow(
+            f"INSERT INTO orders_example (item, quantity) VALUES ($1, $2) RETURNING {COLUMNS}",
+            order.item,
+            order.quantity,
+        )
+        if row is None:  # INSERT ... RETURNING always returns the row
+            raise RuntimeError("INSERT returned no row")
+        return _order(row)
+
+    async def get(self, order_id: int) -> Order | None:
+        row = await self.require_pool().fetchrow(
+            f"SELECT {COLUMNS} FROM orders_example WHERE id = $1", order_id
+        )
+        return None if row is None else _order(row)
+
+    async def latest(self, limit: int = LATEST_LIMIT) -> list[Order]:
+        rows = await self.require_pool().fetch(
+            f"SELECT {COLUMNS} FROM orders_example ORDER BY created_at DESC, id DESC LIMIT $1",
+            limit,
+        )
+        return [_order(row) for row in rows]
+
+
+def create_lifecycle(store: Store) -> Lifecycle:
+    """gracekit's view of the service: what startup, readiness and the reports depend on."""
+    lifecycle = Lifecycle()
+    # Readiness follows the database: without it no route can answer.
+    lifecycle.add_check(postgres_check(lambda: store.pool, interval=2.0, timeout=1.0))
+    # The cache is shared by every pod: losing it must not take them all out of rotation.
+    lifecycle.add_check(redis_check(store.redis, probes="informational", interval=2.0, timeout=1.0))
+    cache_warm = lifecycle.gate("cache-warm")
+
+    async def warm_cache() -> None:
+        await store.warm_cache()
+        cache_warm.open()
+
+    lifecycle.startup_task(warm_cache, timeout=10.0)
+    return lifecycle
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The orders service for *settings*. Nothing connects until the app's lifespan starts."""
+    store = Store(settings)
+    lifecycle = create_lifecycle(store)
+    app = FastAPI(title="orders example", lifespan=lifecycle.lifespan(store.lifespan))
+    if settings.probe_token is None:
+        probes = ProbeApp(lifecycle)
+    else:
+        probes = ProbeApp(lifecycle, details="token", token=settings.probe_token)
+    app.mount("/health", probes)
+
+    @app.post("/orders", status_code=201)
+    async def create_order(order: NewOrder) -> Order:
+        return await store.create(order)
+
+    @app.get("/orders/{order_id}")
+    async def get_order(order_id: Annotated[int, Path(ge=1, le=MAX_INT4)]) -> Order:
+        order = await store.get(order_id)
+        if order is None:
+            raise HTTPException(status_code=404, detail=f"no order {order_id}")
+        return order
+
+    @app.get("/orders")
+    async def latest_orders() -> list[Order]:
+        return await store.latest()
+
+    return app
+
+
+app = create_app(Settings.from_env())
