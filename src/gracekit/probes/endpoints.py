@@ -139,7 +139,7 @@ class ProbeApp:
         if not raw or len(raw) > _MAX_QUERY_BYTES:
             return False, ()
         verbose, exclude = False, set()
-        for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
             if key == "verbose":
                 verbose = value.lower() in _TRUE
             elif key == "exclude" and value:
