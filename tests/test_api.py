@@ -13,6 +13,7 @@ def test_top_level_api_is_pinned() -> None:
         "CheckFailed",
         "CheckState",
         "CheckStatus",
+        "DrainMiddleware",
         "Gate",
         "GracekitError",
         "Lifecycle",
@@ -20,7 +21,10 @@ def test_top_level_api_is_pinned() -> None:
         "Phase",
         "ProbeApp",
         "ProbeResult",
+        "ShutdownReport",
+        "ShutdownTiming",
         "StartupTask",
+        "serve",
     ]
 
 

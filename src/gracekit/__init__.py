@@ -1,11 +1,14 @@
 """gracekit: zero-downtime deploys for ASGI services.
 
-Truthful startup, liveness and readiness probes from pluggable dependency checks, and (in later
-modules) graceful termination, deadlines, metrics and Kubernetes tooling.
+Truthful startup, liveness and readiness probes from pluggable dependency checks, and a graceful
+termination sequence: a shutdown delay, an in-flight drain, tracked background work and hooks.
 """
 
 from __future__ import annotations
 
+from .drain.middleware import DrainMiddleware as DrainMiddleware
+from .drain.sequence import ShutdownReport as ShutdownReport
+from .drain.timing import ShutdownTiming as ShutdownTiming
 from .errors import CheckFailed as CheckFailed
 from .errors import GracekitError as GracekitError
 from .errors import LifecycleError as LifecycleError
@@ -18,6 +21,7 @@ from .probes.check import Check as Check
 from .probes.endpoints import ProbeApp as ProbeApp
 from .probes.runner import CheckState as CheckState
 from .probes.runner import CheckStatus as CheckStatus
+from .server.serve import serve as serve
 
 __version__ = "0.1.0"
 
@@ -26,6 +30,7 @@ __all__ = [
     "CheckFailed",
     "CheckState",
     "CheckStatus",
+    "DrainMiddleware",
     "Gate",
     "GracekitError",
     "Lifecycle",
@@ -33,5 +38,8 @@ __all__ = [
     "Phase",
     "ProbeApp",
     "ProbeResult",
+    "ShutdownReport",
+    "ShutdownTiming",
     "StartupTask",
+    "serve",
 ]

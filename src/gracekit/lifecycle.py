@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,10 +19,14 @@ from typing import Any, TypeVar, overload
 import anyio
 
 from . import _validate
+from .drain.inflight import InFlight
+from .drain.sequence import ServerControl, ShutdownHook, ShutdownReport, Termination
+from .drain.timing import ShutdownTiming
 from .errors import LifecycleError
 from .probes.check import STARTUP_ONLY, Check
 from .probes.looplag import LoopMonitor
 from .probes.runner import CheckState, CheckStatus, describe_error, run_check
+from .server.signals import attach as attach_signals
 
 __all__ = ["Gate", "Lifecycle", "Phase", "ProbeResult", "StartupTask"]
 
@@ -121,6 +126,10 @@ class Lifecycle:
         loop_lag_threshold: liveness fails while the event loop lags more than this (seconds).
         loop_lag_interval: how often the loop lag is measured (seconds).
         rng: the random source for jitter (pass a seeded one for reproducible tests).
+        shutdown: the timings of the termination sequence (default
+            :class:`~gracekit.ShutdownTiming`: 5 s delay, 20 s drain, 5 s per hook).
+        handle_signals: take over SIGTERM and SIGINT from the server while running (uvicorn,
+            also under gunicorn's uvicorn worker), so they start the termination sequence.
     """
 
     def __init__(
@@ -130,6 +139,8 @@ class Lifecycle:
         loop_lag_threshold: float = DEFAULT_LOOP_LAG_THRESHOLD,
         loop_lag_interval: float = DEFAULT_LOOP_LAG_INTERVAL,
         rng: random.Random | None = None,
+        shutdown: ShutdownTiming | None = None,
+        handle_signals: bool = True,
     ) -> None:
         self.ready_jitter = _validate.seconds(ready_jitter, what="ready_jitter", allow_zero=True)
         self.loop_lag_threshold = _validate.seconds(loop_lag_threshold, what="loop_lag_threshold")
@@ -148,6 +159,14 @@ class Lifecycle:
         self._broken: str | None = None
         self._ready_at: float | None = None  # monotonic time from which readiness may pass
         self._running = False
+        if shutdown is not None and not isinstance(shutdown, ShutdownTiming):
+            raise TypeError(f"shutdown must be a ShutdownTiming, not {type(shutdown).__name__}")
+        self.timing = shutdown if shutdown is not None else ShutdownTiming()
+        self.handle_signals = bool(handle_signals)
+        #: What the drain middleware registers in-flight requests with.
+        self.inflight = InFlight()
+        self.termination = Termination(self.timing, self.inflight, on_draining=self.begin_draining)
+        self._draining: anyio.Event | None = None
 
     # -- registration ---------------------------------------------------------------------
 
@@ -265,10 +284,105 @@ class Lifecycle:
             logger.error("marked broken: %s", reason)
 
     def begin_draining(self) -> None:
-        """Enter the draining phase: readiness fails from now on."""
+        """Enter the draining phase: readiness fails from now on.
+
+        :meth:`shutdown` calls it; on its own it only takes the pod out of rotation.
+        """
         if self._phase in (Phase.STARTING, Phase.STARTED):
             self._phase = Phase.DRAINING
-            logger.info("draining")
+            if self._draining is not None:
+                self._draining.set()
+
+    @property
+    def draining(self) -> bool:
+        """True from the moment the shutdown starts: long loops should stop taking work."""
+        return self._phase in (Phase.DRAINING, Phase.STOPPED)
+
+    async def wait_draining(self) -> None:
+        """Return when the shutdown starts (at once if it has)."""
+        if self.draining:
+            return
+        if self._draining is None:
+            raise LifecycleError("wait_draining() needs the lifecycle to be running")
+        await self._draining.wait()
+
+    # -- termination ------------------------------------------------------------------------
+
+    def shutdown(self, *, source: str = "shutdown()", delay: float | None = None) -> bool:
+        """Start the termination sequence, as SIGTERM does; False if it had started already.
+
+        *delay* overrides the configured shutdown delay (0 when the server is stopping anyway).
+        """
+        if delay is not None:
+            delay = _validate.seconds(delay, what="delay", allow_zero=True)
+        return self.termination.request(source, delay=delay)
+
+    def handle_signal(self, signum: signal.Signals) -> None:
+        """SIGTERM starts the sequence (a repeated one is ignored: process-group kills send
+        duplicates); SIGINT starts it without the delay, and a second SIGINT forces it."""
+        if signum == signal.SIGINT:
+            if self.termination.requested:
+                self.termination.force("SIGINT")
+            else:
+                self.termination.request("SIGINT", delay=0)
+        else:
+            self.termination.request(signum.name)
+
+    def attach_server(
+        self,
+        control: ServerControl,
+        *,
+        reload: bool = False,
+        timing: ShutdownTiming | None = None,
+    ) -> None:
+        """Let the termination sequence stop *control*'s server when the delay is over.
+
+        *timing*, when given, replaces the configured timings for this run (the server's
+        environment overrides the code); *reload* drops the delay.
+        """
+        self.termination.server = control
+        if timing is not None and timing != self.timing:
+            logger.info("shutdown timing from the environment: %r", timing)
+            self.termination.use_timing(timing)
+        if reload and self.termination.timing.delay:
+            logger.info("reload mode: no shutdown delay")
+            self.termination.skip_delay()
+
+    def on_shutdown(
+        self, func: _F | None = None, *, name: str | None = None, timeout: float | None = None
+    ) -> Any:
+        """Register an async function to run once at shutdown, after the drain (a decorator,
+        with or without arguments). Hooks run in reverse order of registration, each bounded
+        by *timeout* (default the timing's ``hook_timeout``)."""
+        if func is not None and not callable(func):
+            raise TypeError("on_shutdown() takes the hook function; give the name as name=...")
+
+        def register(func: _F) -> _F:
+            hook_name = name or func.__name__
+            if any(hook.name == hook_name for hook in self.termination.hooks):
+                raise ValueError(f"a shutdown hook named {hook_name!r} is already registered")
+            self.termination.hooks.append(ShutdownHook(hook_name, func, timeout))
+            return func
+
+        return register if func is None else register(func)
+
+    def track(self) -> AbstractAsyncContextManager[anyio.CancelScope]:
+        """``async with lifecycle.track():`` makes the body background work that the drain
+        waits for, and cancels at the drain deadline."""
+        return self.termination.track()
+
+    def spawn(
+        self, func: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None
+    ) -> None:
+        """Run ``func(*args)`` in the background as tracked work (see :meth:`track`)."""
+        if not self._running:
+            raise LifecycleError("spawn() needs the lifecycle to be running")
+        self.termination.spawn(func, *args, name=name)
+
+    @property
+    def shutdown_report(self) -> ShutdownReport:
+        """How the latest shutdown went (cut requests, failed hooks, exit status)."""
+        return self.termination.report
 
     # -- probes -----------------------------------------------------------------------------
 
@@ -360,13 +474,23 @@ class Lifecycle:
                     state.passed_once.set()
                 tg.start_soon(run_check, state, self._rng)
             tg.start_soon(self._start)
-            yield self
+            self._draining = anyio.Event()
+            self.termination.start(tg)
+            detach = attach_signals(self) if self.handle_signals else None
+            try:
+                yield self
+            finally:
+                if detach is not None:
+                    detach()
         finally:
-            self._phase = Phase.STOPPED
-            self._running = False
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-            logger.info("stopped")
+            try:
+                await self.termination.finish()
+            finally:
+                self._phase = Phase.STOPPED
+                self._running = False
+                tg.cancel_scope.cancel()
+                await tg.__aexit__(None, None, None)
+                logger.info("stopped")
 
     def _reset(self) -> None:
         self._checks = {name: CheckState(state.check) for name, state in self._checks.items()}
@@ -375,6 +499,7 @@ class Lifecycle:
         self._phase = Phase.STARTING
         self._broken = None
         self._ready_at = None
+        self.termination.reset()
 
     async def _start(self) -> None:
         async with anyio.create_task_group() as tg:

@@ -52,6 +52,20 @@ def wait_until(condition: Callable[[], object], *, timeout: float, interval: flo
         time.sleep(interval)
 
 
+def _command(launcher: str, app: str, app_dir: Path, port: int) -> list[str]:
+    if launcher == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir),
+                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    if launcher == "gracekit":
+        return [sys.executable, "-m", "gracekit", "run", app, "--app-dir", str(app_dir),
+                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    if launcher == "gunicorn":
+        return [sys.executable, "-m", "gunicorn", app, "--chdir", str(app_dir),
+                "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1",
+                "--bind", f"127.0.0.1:{port}"]  # fmt: skip
+    raise ValueError(f"unknown launcher {launcher!r}")
+
+
 @contextmanager
 def run_uvicorn(
     app: str,
@@ -62,16 +76,15 @@ def run_uvicorn(
     ready_path: str = "/health/live",
     ready_statuses: Collection[int] = (200,),
     start_timeout: float = 20.0,
+    launcher: str = "uvicorn",
 ) -> Iterator[Server]:
-    """Start ``uvicorn APP`` on a free port and yield once *ready_path* answers with one of
-    *ready_statuses*."""
+    """Start ``APP`` under *launcher* ("uvicorn", "gracekit" for ``gracekit run``, or
+    "gunicorn" with uvicorn workers) on a free port, and yield once *ready_path* answers with
+    one of *ready_statuses*. Leaving stops it with SIGTERM if it still runs."""
     port = free_port()
-    with tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False) as log:
+    with tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
-    command = [
-        sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir),
-        "--host", "127.0.0.1", "--port", str(port), *args,
-    ]  # fmt: skip
+    command = [*_command(launcher, app, app_dir, port), *args]
     with log_path.open("wb") as out:
         process = subprocess.Popen(
             command,

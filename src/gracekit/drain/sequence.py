@@ -1,0 +1,311 @@
+"""The termination sequence: stop being ready, keep serving for the delay, stop accepting,
+drain, run the shutdown hooks, and report how it went.
+
+``LIFECYCLE.md`` is the contract: readiness fails at once, new requests are still served for
+``delay`` seconds (with ``Connection: close``), then the server stops accepting and in-flight
+work gets ``drain_timeout`` seconds before it is cut short cleanly; hooks run last, each bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+
+from .. import _validate
+from ..probes.runner import describe_error
+from .inflight import InFlight
+from .timing import ShutdownTiming
+
+__all__ = [
+    "EXIT_DRAIN_TIMEOUT",
+    "EXIT_HOOK_FAILED",
+    "EXIT_OK",
+    "FORCED_HOOK_TIMEOUT",
+    "ServerControl",
+    "ShutdownHook",
+    "ShutdownReport",
+    "Termination",
+]
+
+logger = logging.getLogger("gracekit")
+
+EXIT_OK = 0
+EXIT_DRAIN_TIMEOUT = 3  # work was still running at the drain deadline and was cut short
+EXIT_HOOK_FAILED = 4  # a shutdown hook raised or exceeded its timeout (5: both happened)
+#: Bound of each hook once the shutdown is forced (SIGINT during the delay or the drain).
+FORCED_HOOK_TIMEOUT = 1.0
+#: How long cut-short work gets to send its clean answers (503s, close frames).
+_CUT_GRACE = 1.0
+
+
+class ServerControl(Protocol):
+    """What the termination sequence needs from the server it runs in."""
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets and let open connections finish."""
+
+    def force_exit(self) -> None:
+        """Stop waiting for anything and exit as soon as possible."""
+
+
+@dataclass
+class ShutdownReport:
+    """How the shutdown went; :attr:`exit_status` is what ``gracekit run`` exits with."""
+
+    source: str | None = None  # what started it: "SIGTERM", "SIGINT", "prestop", "lifespan"...
+    started_at: float | None = None  # time.monotonic()
+    forced: bool = False
+    drain_timed_out: bool = False
+    cut_requests: int = 0  # answered 503 at the drain deadline
+    broken_responses: int = 0  # cut in the middle of their response
+    cancelled_tasks: int = 0  # tracked background work cancelled at the deadline
+    failed_hooks: list[str] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """0 after a clean shutdown; 3 if the drain timed out, 4 if a hook failed, 5 if both."""
+        status = EXIT_OK
+        if self.drain_timed_out:
+            status += EXIT_DRAIN_TIMEOUT
+        if self.failed_hooks:
+            status = status + 2 if status else EXIT_HOOK_FAILED
+        return status
+
+
+class ShutdownHook:
+    """An async function run once at shutdown, after the drain, bounded by a timeout."""
+
+    __slots__ = ("func", "name", "ran", "timeout")
+
+    def __init__(
+        self, name: str, func: Callable[[], Awaitable[object]], timeout: float | None
+    ) -> None:
+        self.name = _validate.name(name, what="shutdown hook name")
+        if not callable(func):
+            raise TypeError(f"shutdown hook {name!r} needs an async callable")
+        self.func = func
+        #: None: the timing's ``hook_timeout`` when the hook runs.
+        self.timeout = _validate.optional_seconds(
+            timeout, what=f"timeout of shutdown hook {name!r}"
+        )
+        self.ran = False
+
+
+class _Events:
+    """The sequence's milestones; anyio events belong to an event loop, so they are made there."""
+
+    def __init__(self) -> None:
+        self.requested = anyio.Event()
+        self.forced = anyio.Event()
+        self.drain_started = anyio.Event()
+        self.drained = anyio.Event()
+
+
+class Termination:
+    """Runs the termination sequence of one lifecycle."""
+
+    def __init__(
+        self, timing: ShutdownTiming, inflight: InFlight, *, on_draining: Callable[[], None]
+    ) -> None:
+        self.timing = self._configured = timing
+        self.inflight = inflight
+        self.report = ShutdownReport()
+        self.hooks: list[ShutdownHook] = []
+        self.server: ServerControl | None = None
+        self._on_draining = on_draining
+        self._delay = timing.delay
+        self._tracked: set[anyio.CancelScope] = set()
+        self._tracked_idle: anyio.Event | None = None
+        self._group: anyio.abc.TaskGroup | None = None
+        self._events: _Events | None = None  # created on the event loop, by start()
+
+    def reset(self) -> None:
+        """Forget the previous run's shutdown (a lifecycle can run again, as in test suites)."""
+        self.report = ShutdownReport()
+        self.timing = self._configured
+        self._delay = self.timing.delay
+        self.server = None
+        self._events = None
+        self._group = None
+        self.inflight.closing = False
+        self.inflight.cut_requests = self.inflight.broken_responses = 0
+        for hook in self.hooks:
+            hook.ran = False
+
+    def use_timing(self, timing: ShutdownTiming) -> None:
+        """Run this time with *timing* (before the shutdown starts)."""
+        self.timing = timing
+        if not self.requested:
+            self._delay = timing.delay
+
+    def skip_delay(self) -> None:
+        """No shutdown delay for this run (reload mode, where no proxy needs one)."""
+        self._delay = 0.0
+
+    # -- control (called on the event loop) ------------------------------------------------
+
+    @property
+    def requested(self) -> bool:
+        return self.report.source is not None
+
+    def request(self, source: str, *, delay: float | None = None) -> bool:
+        """Start the sequence; False if it had started already (the request is ignored)."""
+        if self.requested:
+            logger.debug("shutdown already under way; %s ignored", source)
+            return False
+        self.report.source = source
+        self.report.started_at = time.monotonic()
+        if delay is not None:
+            self._delay = delay
+        self.inflight.closing = True
+        self._on_draining()
+        logger.info(
+            "shutdown started by %s: not ready; serving for %.3g s more, then draining",
+            source,
+            self._delay,
+        )
+        if self._events is not None:
+            self._events.requested.set()
+        return True
+
+    def force(self, source: str) -> None:
+        """Hurry: skip the rest of the delay, cut what is in flight, bound the hooks tightly."""
+        self.request(source, delay=0)
+        if self.report.forced:
+            if self.server is not None:
+                self.server.force_exit()
+            return
+        self.report.forced = True
+        logger.warning("shutdown forced by %s", source)
+        if self._events is not None:
+            self._events.forced.set()
+
+    async def wait_drain_started(self) -> None:
+        """Return once the delay is over and the server stops accepting."""
+        if self._events is None:
+            raise RuntimeError("the lifecycle is not running")
+        await self._events.drain_started.wait()
+
+    # -- tracked background work -----------------------------------------------------------
+
+    @asynccontextmanager
+    async def track(self) -> AsyncIterator[anyio.CancelScope]:
+        """Make the body count as background work the drain waits for (and cancels at the
+        drain deadline)."""
+        with anyio.CancelScope() as scope:
+            self._tracked.add(scope)
+            try:
+                yield scope
+            finally:
+                self._tracked.discard(scope)
+                if not self._tracked and self._tracked_idle is not None:
+                    self._tracked_idle.set()
+
+    def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str | None) -> None:
+        if self._group is None or self._events is None or self._events.drained.is_set():
+            raise RuntimeError("background work can only start while the lifecycle runs")
+
+        async def tracked() -> None:
+            async with self.track():
+                try:
+                    await func(*args)
+                except Exception:
+                    logger.exception("background task %s failed", name or func)
+
+        self._group.start_soon(tracked, name=name)
+
+    # -- the sequence ----------------------------------------------------------------------
+
+    def start(self, group: anyio.abc.TaskGroup) -> None:
+        """Prepare the loop-bound state and start waiting for a shutdown request."""
+        self._group = group
+        self._events = events = _Events()
+        if self.requested:
+            events.requested.set()
+        group.start_soon(self._run, events, name="gracekit shutdown sequence")
+
+    async def _run(self, events: _Events) -> None:
+        await events.requested.wait()
+        started = self.report.started_at or time.monotonic()
+        with anyio.move_on_after(max(0.0, started + self._delay - time.monotonic())):
+            await events.forced.wait()
+        events.drain_started.set()
+        with anyio.move_on_after(_CUT_GRACE):
+            await self.inflight.close_websockets()
+        if self.server is not None:
+            self.server.stop_accepting()
+        logger.info("draining %d in flight, %d background", len(self.inflight), len(self._tracked))
+        timeout = 0.0 if self.report.forced else self.timing.drain_timeout
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._cut_when_forced, events)
+            with anyio.move_on_after(timeout) as deadline:
+                await self._wait_idle()
+            tg.cancel_scope.cancel()
+        if deadline.cancelled_caught:
+            self._cut("drain deadline")
+            with anyio.move_on_after(_CUT_GRACE):
+                await self._wait_idle()
+        report = self.report
+        report.cut_requests = self.inflight.cut_requests
+        report.broken_responses = self.inflight.broken_responses
+        elapsed = time.monotonic() - started
+        if report.drain_timed_out:
+            logger.warning(
+                "drain deadline reached after %.3f s: %d requests answered 503, %d responses "
+                "cut, %d background tasks cancelled",
+                elapsed,
+                report.cut_requests,
+                report.broken_responses,
+                report.cancelled_tasks,
+            )
+        else:
+            logger.info("drained in %.3f s", elapsed)
+        events.drained.set()
+
+    async def _cut_when_forced(self, events: _Events) -> None:
+        await events.forced.wait()
+        self._cut("forced shutdown")
+
+    def _cut(self, reason: str) -> None:
+        if not self.inflight and not self._tracked:
+            return
+        self.report.drain_timed_out = True
+        self.inflight.cut(reason)
+        self.report.cancelled_tasks += len(self._tracked)
+        for scope in list(self._tracked):
+            scope.cancel()
+
+    async def _wait_idle(self) -> None:
+        await self.inflight.wait_idle()
+        while self._tracked:
+            self._tracked_idle = anyio.Event()
+            await self._tracked_idle.wait()
+        self._tracked_idle = None
+
+    async def finish(self) -> None:
+        """At lifespan shutdown: make sure the drain ran, then run the hooks (once each)."""
+        self.request("lifespan", delay=0)  # the server stopped on its own: no delay left
+        if self._events is not None:
+            await self._events.drained.wait()
+        for hook in reversed(self.hooks):
+            if hook.ran:
+                continue
+            hook.ran = True
+            timeout = self.timing.hook_timeout if hook.timeout is None else hook.timeout
+            if self.report.forced:
+                timeout = min(timeout, FORCED_HOOK_TIMEOUT)
+            try:
+                with anyio.fail_after(timeout):
+                    await hook.func()
+            except Exception as exc:
+                self.report.failed_hooks.append(hook.name)
+                logger.error("shutdown hook %s failed: %s", hook.name, describe_error(exc))
+            else:
+                logger.info("shutdown hook %s done", hook.name)

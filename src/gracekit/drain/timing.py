@@ -1,0 +1,110 @@
+"""The timings of a graceful termination, grouped in one value object."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .. import _validate
+
+__all__ = [
+    "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_HOOK_TIMEOUT",
+    "DEFAULT_SHUTDOWN_DELAY",
+    "ENVIRONMENT_VARIABLES",
+    "GRACE_MARGIN",
+    "ShutdownTiming",
+]
+
+#: The variables :meth:`ShutdownTiming.from_env` reads, by field.
+ENVIRONMENT_VARIABLES = {
+    "delay": "GRACEKIT_SHUTDOWN_DELAY",
+    "drain_timeout": "GRACEKIT_DRAIN_TIMEOUT",
+    "hook_timeout": "GRACEKIT_HOOK_TIMEOUT",
+}
+
+DEFAULT_SHUTDOWN_DELAY = 5.0
+DEFAULT_DRAIN_TIMEOUT = 20.0
+DEFAULT_HOOK_TIMEOUT = 5.0
+#: Seconds added to the computed grace period for process start-up of the exit, logging, etc.
+GRACE_MARGIN = 2.0
+
+
+@dataclass(frozen=True)
+class ShutdownTiming:
+    """How long each step of the termination sequence may take.
+
+    Parameters:
+        delay: seconds to keep serving after the shutdown starts (SIGTERM or preStop) while the
+            proxies learn that the pod is leaving; readiness fails from the first moment.
+        drain_timeout: seconds the server waits, after it stops accepting, for in-flight
+            requests, websockets and tracked background work before cancelling them.
+        hook_timeout: default bound of each shutdown hook, in seconds.
+
+    Raises:
+        TypeError, ValueError: a timing that is not a finite number of seconds >= 0 (> 0 for
+            the drain and hook timeouts).
+    """
+
+    delay: float = DEFAULT_SHUTDOWN_DELAY
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    hook_timeout: float = DEFAULT_HOOK_TIMEOUT
+
+    def __post_init__(self) -> None:
+        # Frozen: normalise through object.__setattr__, once, at construction.
+        object.__setattr__(
+            self, "delay", _validate.seconds(self.delay, what="shutdown delay", allow_zero=True)
+        )
+        object.__setattr__(
+            self, "drain_timeout", _validate.seconds(self.drain_timeout, what="drain timeout")
+        )
+        object.__setattr__(
+            self, "hook_timeout", _validate.seconds(self.hook_timeout, what="hook timeout")
+        )
+
+    def grace_period(self, *, prestop: float = 0.0, hooks: float | None = None) -> int:
+        """The smallest ``terminationGracePeriodSeconds`` that covers the whole sequence.
+
+        Parameters:
+            prestop: seconds a preStop hook spends before SIGTERM (a ``sleep``); its time counts
+                against the grace period too.
+            hooks: the total bound of the shutdown hooks; default one ``hook_timeout``.
+        """
+        prestop = _validate.seconds(prestop, what="prestop", allow_zero=True)
+        total_hooks = self.hook_timeout if hooks is None else hooks
+        total = prestop + self.delay + self.drain_timeout + total_hooks + GRACE_MARGIN
+        return math.ceil(total)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, *, base: ShutdownTiming | None = None
+    ) -> ShutdownTiming:
+        """Timings from ``GRACEKIT_SHUTDOWN_DELAY``, ``GRACEKIT_DRAIN_TIMEOUT`` and
+        ``GRACEKIT_HOOK_TIMEOUT`` (seconds); those not set come from *base* (or the defaults).
+
+        Raises:
+            ValueError: a variable that is set but is not a number of seconds.
+        """
+        base = base if base is not None else cls()
+        values: dict[str, float] = {
+            "delay": base.delay,
+            "drain_timeout": base.drain_timeout,
+            "hook_timeout": base.hook_timeout,
+        }
+        for field, variable in ENVIRONMENT_VARIABLES.items():
+            raw = environ.get(variable)
+            if raw is None or not raw.strip():
+                continue
+            try:
+                values[field] = float(raw)
+            except ValueError:
+                raise ValueError(f"{variable} must be a number of seconds, got {raw!r}") from None
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        return (
+            f"ShutdownTiming(delay={self.delay:g}, drain_timeout={self.drain_timeout:g}, "
+            f"hook_timeout={self.hook_timeout:g})"
+        )

@@ -1,0 +1,2 @@
+"""Server integration: taking over the server's SIGTERM/SIGINT handling, ``serve()`` and the
+``gracekit`` command line."""

@@ -1,0 +1,83 @@
+"""Taking over SIGTERM and SIGINT from the server, so they start gracekit's sequence.
+
+Servers stop accepting the moment SIGTERM arrives; Kubernetes keeps sending traffic for a few
+seconds after it. The lifespan of a lifecycle calls :func:`attach`, which replaces the server's
+handlers with ones that run the termination sequence and stop the server when the delay is
+over. It does so only for a server it knows (uvicorn, also inside gunicorn's uvicorn worker),
+and logs a warning, leaving the signals alone, otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import weakref
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ..drain.timing import GRACE_MARGIN, ShutdownTiming
+from .uvicorn import UvicornControl, find_server
+
+if TYPE_CHECKING:
+    from ..lifecycle import Lifecycle
+
+__all__ = ["attach", "lifecycle_of"]
+
+logger = logging.getLogger("gracekit")
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Which lifecycle took over which server, so ``serve()`` can read the exit status afterwards.
+_ATTACHED: weakref.WeakKeyDictionary[Any, Lifecycle] = weakref.WeakKeyDictionary()
+
+
+def lifecycle_of(server: object) -> Lifecycle | None:
+    """The lifecycle that took over *server*'s signals, if one did."""
+    return _ATTACHED.get(server)
+
+
+def attach(lifecycle: Lifecycle) -> Callable[[], None] | None:
+    """Route SIGTERM and SIGINT to *lifecycle* if the server is one gracekit knows.
+
+    Returns a function that puts the previous handlers back, or None when nothing was done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        logger.warning("not in the main thread: SIGTERM handling is left to the server")
+        return None
+    handler = signal.getsignal(signal.SIGTERM)
+    server = find_server(handler)
+    if server is None:
+        if handler in (signal.SIG_DFL, signal.SIG_IGN, None):
+            logger.info("no server handles SIGTERM here (a test client?): signals left alone")
+        else:
+            logger.warning(
+                "SIGTERM is handled by %r, which gracekit does not know: the server will stop "
+                "accepting at SIGTERM without a shutdown delay; run it with `gracekit run` or "
+                "uvicorn, or start the shutdown from the preStop endpoint",
+                handler,
+            )
+        return None
+    control = UvicornControl(server)
+    # The server's environment may tune the timings without a release (``gracekit run
+    # --shutdown-delay`` sets these variables for its worker processes).
+    timing = ShutdownTiming.from_env(os.environ, base=lifecycle.timing)
+    lifecycle.attach_server(control, reload=control.reload, timing=timing)
+    control.bound_graceful_wait(timing.drain_timeout + GRACE_MARGIN)
+    _ATTACHED[server] = lifecycle
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # A signal handler runs between two bytecodes of whatever the loop was doing: hand the
+        # signal to the loop instead of acting here.
+        loop.call_soon_threadsafe(lifecycle.handle_signal, signal.Signals(signum))
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in _SIGNALS}
+
+    def detach() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return detach
