@@ -12,12 +12,12 @@ from .drain.timing import ShutdownTiming as ShutdownTiming
 from .errors import CheckFailed as CheckFailed
 from .errors import GracekitError as GracekitError
 from .errors import LifecycleError as LifecycleError
-from .lifecycle import Gate as Gate
 from .lifecycle import Lifecycle as Lifecycle
 from .lifecycle import Phase as Phase
-from .lifecycle import ProbeResult as ProbeResult
-from .lifecycle import StartupTask as StartupTask
 from .probes.check import Check as Check
+from .probes.conditions import Gate as Gate
+from .probes.conditions import ProbeResult as ProbeResult
+from .probes.conditions import StartupTask as StartupTask
 from .probes.endpoints import ProbeApp as ProbeApp
 from .probes.runner import CheckState as CheckState
 from .probes.runner import CheckStatus as CheckStatus

@@ -1,7 +1,8 @@
-"""The application's lifecycle: phases, gates, startup work, checks, and what each probe says.
+"""The application's lifecycle: phases, checks, gates, startup work, what each probe says, and
+the termination sequence.
 
-One :class:`Lifecycle` per application owns the state that the probe endpoints (and, later, the
-drain middleware and metrics) read. It runs its background work inside the app's lifespan.
+One :class:`Lifecycle` per application owns the state that the probe endpoints and the drain
+middleware read. It runs its background work inside the app's lifespan.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 import anyio
@@ -24,11 +24,12 @@ from .drain.sequence import ServerControl, ShutdownHook, ShutdownReport, Termina
 from .drain.timing import ShutdownTiming
 from .errors import LifecycleError
 from .probes.check import STARTUP_ONLY, Check
+from .probes.conditions import Gate, ProbeResult, StartupTask
 from .probes.looplag import LoopMonitor
-from .probes.runner import CheckState, CheckStatus, describe_error, run_check
+from .probes.runner import CheckState, CheckStatus, run_check
 from .server.signals import attach as attach_signals
 
-__all__ = ["Gate", "Lifecycle", "Phase", "ProbeResult", "StartupTask"]
+__all__ = ["Lifecycle", "Phase"]
 
 logger = logging.getLogger("gracekit")
 
@@ -46,74 +47,6 @@ class Phase(str, enum.Enum):
     STARTED = "started"
     DRAINING = "draining"
     STOPPED = "stopped"
-
-
-class Gate:
-    """A named readiness condition the application opens and closes itself ("cache-warm")."""
-
-    __slots__ = ("_open", "name")
-
-    def __init__(self, name: str, *, open: bool = False) -> None:
-        self.name = _validate.name(name, what="gate name")
-        self._open = bool(open)
-
-    @property
-    def is_open(self) -> bool:
-        return self._open
-
-    def open(self) -> None:
-        """Let readiness pass as far as this gate is concerned."""
-        if not self._open:
-            self._open = True
-            logger.info("gate %s opened", self.name)
-
-    def close(self) -> None:
-        """Hold readiness back until :meth:`open` is called."""
-        if self._open:
-            self._open = False
-            logger.info("gate %s closed", self.name)
-
-    def __repr__(self) -> str:
-        return f"Gate({self.name!r}, open={self._open})"
-
-
-class StartupTask:
-    """An async function run once at startup; the startup probe passes only after it succeeds."""
-
-    __slots__ = ("duration", "error", "func", "name", "status", "timeout")
-
-    def __init__(
-        self, name: str, func: Callable[[], Awaitable[object]], *, timeout: float | None
-    ) -> None:
-        self.name = _validate.name(name, what="startup task name")
-        if not callable(func):
-            raise TypeError(f"startup task {name!r} needs an async callable")
-        self.func = func
-        self.timeout = _validate.optional_seconds(timeout, what=f"timeout of startup task {name!r}")
-        self.status = CheckStatus.PENDING
-        self.error: str | None = None
-        self.duration: float | None = None
-
-    async def run(self) -> None:
-        started = time.monotonic()
-        try:
-            with anyio.fail_after(self.timeout):
-                await self.func()
-        except Exception as exc:
-            self.status, self.error = CheckStatus.FAIL, describe_error(exc)
-            logger.error("startup task %s failed: %s", self.name, self.error, exc_info=exc)
-        else:
-            self.status = CheckStatus.PASS
-        self.duration = time.monotonic() - started
-
-
-@dataclass
-class ProbeResult:
-    """What a probe answers: ``ok`` maps to 200/503, ``reasons`` says why not."""
-
-    ok: bool
-    status: str  # "pass", "fail" or "degraded" (passing, with informational checks failing)
-    reasons: list[str] = field(default_factory=list)
 
 
 class Lifecycle:

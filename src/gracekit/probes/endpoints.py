@@ -17,10 +17,11 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from ..probes.runner import CheckState, CheckStatus
+from .conditions import ProbeResult
+from .runner import CheckState, CheckStatus
 
 if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle, ProbeResult
+    from ..lifecycle import Lifecycle
 
 __all__ = ["DETAILS_POLICIES", "ProbeApp"]
 

@@ -1,0 +1,9 @@
+"""Graceful termination: the drain middleware, what is in flight, the sequence and its timings."""
+
+from __future__ import annotations
+
+from .middleware import DrainMiddleware as DrainMiddleware
+from .sequence import ShutdownReport as ShutdownReport
+from .timing import ShutdownTiming as ShutdownTiming
+
+__all__ = ["DrainMiddleware", "ShutdownReport", "ShutdownTiming"]
