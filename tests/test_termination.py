@@ -241,3 +241,32 @@ def test_five_hundred_slow_requests_in_flight_all_complete(tmp_path: Path) -> No
         assert len(statuses) == 500
         assert set(statuses) == {200}, f"lost: {len([s for s in statuses if s != 200])}"
         assert wait_exit(server, 0.5 + 15 + SLACK) == 0
+
+
+def test_gunicorn_worker_runs_the_same_sequence(tmp_path: Path) -> None:
+    events = tmp_path / "events.txt"
+    env = {"SHUTDOWN_DELAY": "1.5", "DRAIN_TIMEOUT": "3", "EVENTS_FILE": str(events)}
+    with (
+        run_uvicorn(
+            "drainable:app",
+            app_dir=TEST_APPS,
+            env=env,
+            ready_path="/health/ready",
+            launcher="gunicorn",
+            args=["--graceful-timeout", "4"],
+        ) as server,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        pending = in_background(pool, server.url + "/slow?ms=2500")
+        wait_in_flight(server, 1)
+        sent = exit_after(server)
+        wait_not_ready(server)
+        response = httpx.get(server.url + "/", timeout=5)
+        assert response.status_code == 200, "the worker keeps serving through the delay"
+        assert response.headers["connection"] == "close"
+        assert pending.result(timeout=10).status_code == 200
+        assert wait_exit(server, 1.5 + 3 + SLACK) == 0
+        assert time.monotonic() - sent >= 1.5
+        log = server.log()
+        assert "the grace period of 4 s is shorter than the" in log, log
+        assert events_of(events)[-2:] == ["hook second_registered", "hook first_registered"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import random
 import signal
 import time
@@ -21,7 +22,7 @@ import anyio
 from . import _validate
 from .drain.inflight import InFlight
 from .drain.sequence import ServerControl, ShutdownHook, ShutdownReport, Termination
-from .drain.timing import ShutdownTiming
+from .drain.timing import ShutdownTiming, grace_period_from_env
 from .errors import LifecycleError
 from .probes.check import STARTUP_ONLY, Check
 from .probes.conditions import Gate, ProbeResult, StartupTask
@@ -410,6 +411,7 @@ class Lifecycle:
             self._draining = anyio.Event()
             self.termination.start(tg)
             detach = attach_signals(self) if self.handle_signals else None
+            self._warn_if_grace_period_short()
             try:
                 yield self
             finally:
@@ -424,6 +426,18 @@ class Lifecycle:
                 tg.cancel_scope.cancel()
                 await tg.__aexit__(None, None, None)
                 logger.info("stopped")
+
+    def _warn_if_grace_period_short(self) -> None:
+        grace_period = grace_period_from_env(os.environ)
+        if grace_period is None:
+            return
+        hooks = sum(
+            self.termination.timing.hook_timeout if hook.timeout is None else hook.timeout
+            for hook in self.termination.hooks
+        )
+        problem = self.termination.timing.shortfall(grace_period, hooks=hooks)
+        if problem is not None:
+            logger.warning("%s", problem)
 
     def _reset(self) -> None:
         self._checks = {name: CheckState(state.check) for name, state in self._checks.items()}

@@ -61,7 +61,7 @@ def _command(launcher: str, app: str, app_dir: Path, port: int) -> list[str]:
                 "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     if launcher == "gunicorn":
         return [sys.executable, "-m", "gunicorn", app, "--chdir", str(app_dir),
-                "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1",
+                "--worker-class", "gracekit.server.gunicorn.Worker", "--workers", "1",
                 "--bind", f"127.0.0.1:{port}"]  # fmt: skip
     raise ValueError(f"unknown launcher {launcher!r}")
 

@@ -15,8 +15,14 @@ __all__ = [
     "DEFAULT_SHUTDOWN_DELAY",
     "ENVIRONMENT_VARIABLES",
     "GRACE_MARGIN",
+    "GRACE_PERIOD_VARIABLE",
     "ShutdownTiming",
+    "grace_period_from_env",
 ]
+
+#: Set it to the pod's ``terminationGracePeriodSeconds`` (the manifests gracekit writes do; the
+#: gunicorn worker sets it from ``graceful_timeout``) and startup warns when it is too short.
+GRACE_PERIOD_VARIABLE = "GRACEKIT_GRACE_PERIOD"
 
 #: The variables :meth:`ShutdownTiming.from_env` reads, by field.
 ENVIRONMENT_VARIABLES = {
@@ -103,8 +109,34 @@ class ShutdownTiming:
                 raise ValueError(f"{variable} must be a number of seconds, got {raw!r}") from None
         return cls(**values)
 
+    def shortfall(self, grace_period: float, *, hooks: float | None = None) -> str | None:
+        """Why *grace_period* seconds cannot cover this sequence, or None if it can."""
+        needed = self.grace_period(hooks=hooks)
+        if grace_period >= needed:
+            return None
+        return (
+            f"the grace period of {grace_period:g} s is shorter than the {needed} s the shutdown "
+            f"may take (delay {self.delay:g} + drain {self.drain_timeout:g} + hooks "
+            f"{self.hook_timeout if hooks is None else hooks:g} + margin {GRACE_MARGIN:g}): "
+            "requests will be cut by SIGKILL; raise it, or shorten the timings"
+        )
+
     def __repr__(self) -> str:
         return (
             f"ShutdownTiming(delay={self.delay:g}, drain_timeout={self.drain_timeout:g}, "
             f"hook_timeout={self.hook_timeout:g})"
         )
+
+
+def grace_period_from_env(environ: Mapping[str, str] = os.environ) -> float | None:
+    """The grace period ``GRACEKIT_GRACE_PERIOD`` announces, if set and valid."""
+    raw = environ.get(GRACE_PERIOD_VARIABLE, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(
+            f"{GRACE_PERIOD_VARIABLE} must be a number of seconds, got {raw!r}"
+        ) from None
+    return _validate.seconds(value, what=GRACE_PERIOD_VARIABLE)
