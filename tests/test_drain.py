@@ -57,7 +57,7 @@ class Service:
             routes=[
                 Route("/", hello),
                 Route("/slow", slow),
-                Mount("/health", app=ProbeApp(self.lifecycle)),
+                Mount("/health", app=ProbeApp(self.lifecycle, prestop=True, prestop_token="tok")),
             ],
             lifespan=self.lifecycle.lifespan(),
         )
@@ -312,3 +312,40 @@ def test_timing_validation_and_grace_period() -> None:
         ShutdownTiming.from_env({"GRACEKIT_DRAIN_TIMEOUT": "soon"})
     with pytest.raises(TypeError, match="must be a ShutdownTiming"):
         Lifecycle(shutdown=20)  # type: ignore[arg-type]
+
+
+async def test_prestop_endpoint(service: Service) -> None:
+    lifecycle = service.lifecycle
+    async for http in started(service):
+        assert (await http.get("/health/prestop")).status_code == 401
+        wrong = await http.get("/health/prestop", headers={"authorization": "Bearer tokk"})
+        assert wrong.status_code == 401
+        assert wrong.headers["www-authenticate"].startswith("Bearer")
+        assert (await http.put("/health/prestop")).status_code == 405
+        assert (await http.head("/health/prestop")).status_code == 405
+        assert lifecycle.phase is Phase.STARTED, "refused calls change nothing"
+        began = time.monotonic()
+        response = await http.get("/health/prestop", headers={"authorization": "Bearer tok"})
+        assert (response.status_code, response.text) == (200, "draining\n")
+        assert time.monotonic() - began >= 0.3, "it answers once the delay is over"
+        assert service.server.stopped_at is not None
+        lifecycle.handle_signal(signal.SIGTERM)
+        assert lifecycle.shutdown_report.source == "preStop"
+
+
+def test_prestop_options_are_validated() -> None:
+    lifecycle = Lifecycle()
+    with pytest.raises(ValueError, match="only used with prestop=True"):
+        ProbeApp(lifecycle, prestop_token="x")
+    with pytest.raises(ValueError, match="non-empty"):
+        ProbeApp(lifecycle, prestop=True, prestop_token=" ")
+
+
+async def test_prestop_is_not_served_unless_enabled() -> None:
+    lifecycle = Lifecycle(handle_signals=False)
+    app = Starlette(
+        routes=[Mount("/health", app=ProbeApp(lifecycle))], lifespan=lifecycle.lifespan()
+    )
+    async with client(app) as http:
+        assert (await http.get("/health/prestop")).status_code == 404
+        assert not lifecycle.draining

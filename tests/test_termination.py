@@ -270,3 +270,23 @@ def test_gunicorn_worker_runs_the_same_sequence(tmp_path: Path) -> None:
         log = server.log()
         assert "the grace period of 4 s is shorter than the" in log, log
         assert events_of(events)[-2:] == ["hook second_registered", "hook first_registered"]
+
+
+def test_prestop_spends_the_delay_and_sigterm_adds_none(tmp_path: Path) -> None:
+    with drainable(tmp_path, "gracekit", SHUTDOWN_DELAY="1.5", PRESTOP_TOKEN="s3cret") as (
+        server,
+        _,
+    ):
+        refused = httpx.get(server.url + "/health/prestop", timeout=5)
+        assert refused.status_code == 401
+        assert httpx.get(server.url + "/health/ready").status_code == 200, "nothing changed"
+        began = time.monotonic()
+        hook = httpx.get(
+            server.url + "/health/prestop", headers={"authorization": "Bearer s3cret"}, timeout=10
+        )
+        assert (hook.status_code, hook.text) == (200, "draining\n")
+        assert 1.5 <= time.monotonic() - began < 1.5 + SLACK
+        server.process.send_signal(signal.SIGTERM)  # what the kubelet does next
+        assert wait_exit(server, SLACK) == 0
+        assert time.monotonic() - began < 1.5 + SLACK, "SIGTERM must not add the delay again"
+        assert "shutdown started by preStop" in server.log()

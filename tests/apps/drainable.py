@@ -1,7 +1,8 @@
 """A test app exercising the whole termination sequence.
 
 Environment: SHUTDOWN_DELAY, DRAIN_TIMEOUT, HOOK_TIMEOUT (seconds), EVENTS_FILE (each event is
-appended as a line), HANG_HOOK=1 (a hook that never returns).
+appended as a line), HANG_HOOK=1 (a hook that never returns), PRESTOP_TOKEN (protects
+/health/prestop).
 """
 
 from __future__ import annotations
@@ -102,7 +103,12 @@ def create_app(environ: dict[str, str]) -> Starlette:
             Route("/stream", stream),
             Route("/inflight", inflight),
             WebSocketRoute("/ws", echo),
-            Mount("/health", app=ProbeApp(lifecycle)),
+            Mount(
+                "/health",
+                app=ProbeApp(
+                    lifecycle, prestop=True, prestop_token=environ.get("PRESTOP_TOKEN") or None
+                ),
+            ),
         ],
         lifespan=lifecycle.lifespan(),
     )

@@ -236,11 +236,11 @@ class Termination:
         started = self.report.started_at or time.monotonic()
         with anyio.move_on_after(max(0.0, started + self._delay - time.monotonic())):
             await events.forced.wait()
-        events.drain_started.set()
         with anyio.move_on_after(_CUT_GRACE):
             await self.inflight.close_websockets()
         if self.server is not None:
             self.server.stop_accepting()
+        events.drain_started.set()
         logger.info("draining %d in flight, %d background", len(self.inflight), len(self._tracked))
         timeout = 0.0 if self.report.forced else self.timing.drain_timeout
         async with anyio.create_task_group() as tg:

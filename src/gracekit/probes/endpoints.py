@@ -8,7 +8,6 @@ gets its answer in microseconds even while the database hangs.
 from __future__ import annotations
 
 import datetime
-import hmac
 import json
 import time
 from collections.abc import Callable, Collection
@@ -17,6 +16,8 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
+from .._asgi import NO_STORE, bearer_matches, plain, route_path, send_response
+from ..drain.prestop import PreStop
 from .conditions import ProbeResult
 from .runner import CheckState, CheckStatus
 
@@ -29,40 +30,16 @@ DETAILS_POLICIES = ("never", "always", "token")
 
 _MAX_QUERY_BYTES = 4096
 _TRUE = {"", "1", "true", "yes", "on"}
-_NO_STORE = (b"cache-control", b"no-store")
-_ALLOW = (b"allow", b"GET, HEAD")
-
-
-def _plain(status: int, text: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    body = text.encode() + b"\n"
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        _NO_STORE,
-    ]
-    if status == 405:
-        headers.append(_ALLOW)
-    return status, headers, body
 
 
 # Every plain answer is built once: the probe path allocates nothing it does not have to.
 _PLAIN = {
-    "pass": _plain(200, "pass"),
-    "degraded": _plain(200, "degraded"),
-    "fail": _plain(503, "fail"),
+    "pass": plain(200, "pass"),
+    "degraded": plain(200, "degraded"),
+    "fail": plain(503, "fail"),
 }
-_NOT_FOUND = _plain(404, "not found")
-_NOT_ALLOWED = _plain(405, "method not allowed")
-
-
-def _route_path(scope: Scope) -> str:
-    # The path below the mount point: Starlette's Mount keeps scope["path"] whole and extends
-    # root_path, so the prefix is stripped here.
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
-        return path[len(root) :]
-    return path
+_NOT_FOUND = plain(404, "not found")
+_NOT_ALLOWED = plain(405, "method not allowed", (b"allow", b"GET, HEAD"))
 
 
 def _iso(wall: float | None) -> str | None:
@@ -85,12 +62,24 @@ class ProbeApp:
             leak hostnames and credentials: ``"never"`` (default), ``"always"``, or ``"token"``
             (only for requests with ``Authorization: Bearer <token>``).
         token: the bearer token, required with ``details="token"`` and only allowed with it.
+        prestop: serve ``/prestop`` for a Kubernetes preStop ``httpGet`` hook (see
+            :class:`~gracekit.drain.prestop.PreStop`): it starts the shutdown and answers
+            once the shutdown delay is over.
+        prestop_token: the bearer token the preStop hook must send (``httpHeaders``).
 
     Raises:
         ValueError, TypeError: for an unknown policy or a missing or misplaced token.
     """
 
-    def __init__(self, lifecycle: Lifecycle, *, details: str = "never", token: str | None = None):
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        *,
+        details: str = "never",
+        token: str | None = None,
+        prestop: bool = False,
+        prestop_token: str | None = None,
+    ):
         if details not in DETAILS_POLICIES:
             raise ValueError(f"details must be one of {DETAILS_POLICIES}, got {details!r}")
         if token is not None and not isinstance(token, str):
@@ -100,8 +89,11 @@ class ProbeApp:
                 raise ValueError("details='token' needs a non-empty token")
         elif token is not None:
             raise ValueError(f"a token is only used with details='token', not {details!r}")
+        if prestop_token is not None and not prestop:
+            raise ValueError("prestop_token is only used with prestop=True")
         self.lifecycle = lifecycle
         self.details = details
+        self._prestop = PreStop(lifecycle, token=prestop_token) if prestop else None
         self._token = None if token is None else token.encode()
         self._probes: dict[str, tuple[str, Callable[..., ProbeResult]]] = {
             "/startup": ("startup", lambda exclude: lifecycle.startup()),
@@ -113,13 +105,16 @@ class ProbeApp:
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
             return
-        path = _route_path(scope)
+        path = route_path(scope)
+        if path == "/prestop" and self._prestop is not None:
+            await self._prestop(scope, send)
+            return
         probe = self._probes.get(path)
         if probe is None and not (path.startswith("/ready/") and len(path) > 7):
-            await self._send(scope, send, *_NOT_FOUND)
+            await send_response(scope, send, *_NOT_FOUND)
             return
         if scope["method"] not in ("GET", "HEAD"):
-            await self._send(scope, send, *_NOT_ALLOWED)
+            await send_response(scope, send, *_NOT_ALLOWED)
             return
         verbose, exclude = self._parse_query(scope["query_string"])
         if probe is None:
@@ -128,7 +123,7 @@ class ProbeApp:
         kind, evaluate = probe
         result = evaluate(exclude=exclude)
         if not verbose:
-            await self._send(scope, send, *_PLAIN[result.status])
+            await send_response(scope, send, *_PLAIN[result.status])
             return
         report = self._report(kind, result, exclude, self._details_allowed(scope))
         await self._send_json(scope, send, 200 if result.ok else 503, report)
@@ -148,14 +143,9 @@ class ProbeApp:
         return verbose, exclude
 
     def _details_allowed(self, scope: Scope) -> bool:
-        if self.details != "token":
+        if self._token is None:
             return self.details == "always"
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                scheme, _, credentials = value.partition(b" ")
-                if scheme.lower() == b"bearer" and self._token is not None:
-                    return hmac.compare_digest(credentials.strip(), self._token)
-        return False
+        return bearer_matches(scope, self._token)
 
     # -- reports ----------------------------------------------------------------------------
 
@@ -232,32 +222,23 @@ class ProbeApp:
             ok = gate.is_open
             report = {"status": "pass" if ok else "fail", "gate": "open" if ok else "closed"}
         else:
-            await self._send(scope, send, *_NOT_FOUND)
+            await send_response(scope, send, *_NOT_FOUND)
             return
         if verbose:
             await self._send_json(scope, send, 200 if ok else 503, {"name": name, **report})
         else:
-            await self._send(scope, send, *_PLAIN["pass" if ok else "fail"])
+            await send_response(scope, send, *_PLAIN["pass" if ok else "fail"])
 
     # -- responses --------------------------------------------------------------------------
-
-    @staticmethod
-    async def _send(
-        scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
 
     async def _send_json(self, scope: Scope, send: Send, status: int, report: Any) -> None:
         body = json.dumps(report, separators=(",", ":")).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            _NO_STORE,
+            NO_STORE,
         ]
-        await self._send(scope, send, status, headers, body)
+        await send_response(scope, send, status, headers, body)
 
     @staticmethod
     async def _not_http(scope: Scope, receive: Receive, send: Send) -> None:
