@@ -1,6 +1,11 @@
 """The smallest gracekit service: probes under /health, no external services.
 
 Run it with:  uvicorn minimal:app --app-dir examples
+         or:  gracekit run minimal:app --app-dir examples   (exits 0 after a clean shutdown)
+
+On SIGTERM it fails readiness at once, keeps serving for 5 s (GRACEKIT_SHUTDOWN_DELAY), then
+stops accepting and drains in-flight requests for up to 20 s (GRACEKIT_DRAIN_TIMEOUT).
+Ctrl-C (SIGINT) skips the delay.
 
 Routes (a stable contract: later tests and demos rely on it):
   GET /                 -> "hello"
@@ -21,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from gracekit import Lifecycle, ProbeApp
+from gracekit import DrainMiddleware, Lifecycle, ProbeApp
 
 lifecycle = Lifecycle()
 warm = lifecycle.gate("warm")
@@ -64,3 +69,4 @@ app = Starlette(
     ],
     lifespan=lifecycle.lifespan(),
 )
+app.add_middleware(DrainMiddleware, lifecycle=lifecycle)

@@ -308,6 +308,14 @@ def test_timing_validation_and_grace_period() -> None:
         ShutdownTiming(delay=-1)
     env = {"GRACEKIT_SHUTDOWN_DELAY": "2.5", "GRACEKIT_DRAIN_TIMEOUT": "30"}
     assert ShutdownTiming.from_env(env) == ShutdownTiming(delay=2.5, drain_timeout=30)
+    auto = {"GRACEKIT_SHUTDOWN_DELAY": "auto"}
+    assert ShutdownTiming.from_env(auto, base=ShutdownTiming(delay=7)).delay == 0
+    in_cluster = {**auto, "KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+    assert ShutdownTiming.from_env(in_cluster, base=ShutdownTiming(delay=7)).delay == 7
+    assert timing.shortfall(40) is None
+    problem = timing.shortfall(30)
+    assert problem is not None
+    assert problem.startswith("the grace period of 30 s is shorter than the 32 s")
     with pytest.raises(ValueError, match="GRACEKIT_DRAIN_TIMEOUT must be a number"):
         ShutdownTiming.from_env({"GRACEKIT_DRAIN_TIMEOUT": "soon"})
     with pytest.raises(TypeError, match="must be a ShutdownTiming"):

@@ -16,7 +16,8 @@ from tests.support.server import TEST_APPS, run_uvicorn, wait_until
 
 
 def test_minimal_example_serves_probes_and_routes() -> None:
-    with run_uvicorn("minimal:app", ready_path="/health/ready") as server:
+    env = {"GRACEKIT_SHUTDOWN_DELAY": "0.5"}
+    with run_uvicorn("minimal:app", env=env, ready_path="/health/ready") as server:
         base = server.url
         assert httpx.get(base + "/").text == "hello"
         assert httpx.get(base + "/slow?ms=20").text == "slept 20 ms"
@@ -34,7 +35,11 @@ def test_minimal_example_serves_probes_and_routes() -> None:
         assert httpx.post(base + "/health/ready").status_code == 405
 
         server.process.send_signal(signal.SIGTERM)
-        server.process.wait(timeout=10)
+        assert wait_until(lambda: httpx.get(base + "/health/ready").status_code == 503, timeout=2)
+        response = httpx.get(base + "/")
+        assert response.text == "hello", "still serving during the shutdown delay"
+        assert response.headers["connection"] == "close"
+        assert server.process.wait(timeout=10) == 0
         assert "Application shutdown complete" in server.log()
 
 

@@ -290,3 +290,33 @@ def test_prestop_spends_the_delay_and_sigterm_adds_none(tmp_path: Path) -> None:
         assert wait_exit(server, SLACK) == 0
         assert time.monotonic() - began < 1.5 + SLACK, "SIGTERM must not add the delay again"
         assert "shutdown started by preStop" in server.log()
+
+
+@pytest.mark.parametrize(
+    ("options", "env", "delayed"),
+    [
+        (["--reload"], {}, False),
+        (["--shutdown-delay", "auto"], {}, False),
+        (["--shutdown-delay", "auto"], {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, True),
+        (["--shutdown-delay", "0"], {}, False),
+    ],
+)
+def test_when_the_delay_is_skipped(
+    tmp_path: Path, options: list[str], env: dict[str, str], delayed: bool
+) -> None:
+    settings = {"SHUTDOWN_DELAY": "3", "EVENTS_FILE": str(tmp_path / "events.txt"), **env}
+    with run_uvicorn(
+        "drainable:app",
+        app_dir=TEST_APPS,
+        env=settings,
+        ready_path="/health/ready",
+        launcher="gracekit",
+        args=options,
+    ) as server:
+        sent = exit_after(server)
+        wait_exit(server, 3 + SLACK + 3)
+        elapsed = time.monotonic() - sent
+        if delayed:
+            assert elapsed >= 3
+        else:
+            assert elapsed < 3, f"{options} {env}: took {elapsed:.2f} s\n{server.log()}"

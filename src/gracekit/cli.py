@@ -12,6 +12,10 @@ from .drain.timing import ENVIRONMENT_VARIABLES
 __all__ = ["main"]
 
 
+def _delay(text: str) -> str:
+    return "auto" if text == "auto" else repr(_seconds(text))
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -49,8 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--reload", action="store_true", help="development: restart on changes")
     run.add_argument(
         "--shutdown-delay",
-        type=_seconds,
-        help="seconds to keep serving after SIGTERM (env GRACEKIT_SHUTDOWN_DELAY)",
+        type=_delay,
+        help=(
+            "seconds to keep serving after SIGTERM, or 'auto': the app's delay inside "
+            "Kubernetes and none elsewhere (env GRACEKIT_SHUTDOWN_DELAY)"
+        ),
     )
     run.add_argument(
         "--drain-timeout",
@@ -65,9 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # The timings travel as environment variables, so worker processes (--workers, --reload)
     # see them too; the app's lifecycle reads them when the server starts.
-    for field, value in (("delay", args.shutdown_delay), ("drain_timeout", args.drain_timeout)):
-        if value is not None:
-            os.environ[ENVIRONMENT_VARIABLES[field]] = repr(value)
+    if args.shutdown_delay is not None:
+        os.environ[ENVIRONMENT_VARIABLES["delay"]] = args.shutdown_delay
+    if args.drain_timeout is not None:
+        os.environ[ENVIRONMENT_VARIABLES["drain_timeout"]] = repr(args.drain_timeout)
     if args.app_dir:
         sys.path.insert(0, os.path.abspath(args.app_dir))
     elif "" not in sys.path and os.getcwd() not in sys.path:

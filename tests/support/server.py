@@ -80,7 +80,7 @@ def run_uvicorn(
 ) -> Iterator[Server]:
     """Start ``APP`` under *launcher* ("uvicorn", "gracekit" for ``gracekit run``, or
     "gunicorn" with uvicorn workers) on a free port, and yield once *ready_path* answers with
-    one of *ready_statuses*. Leaving stops it with SIGTERM if it still runs."""
+    one of *ready_statuses*. Leaving stops it with SIGINT if it still runs."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
@@ -109,7 +109,8 @@ def run_uvicorn(
         yield server
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            # SIGINT: a gracekit app shuts down without its delay (SIGTERM would wait it out).
+            process.send_signal(signal.SIGINT)
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -89,6 +89,8 @@ class ShutdownTiming:
     ) -> ShutdownTiming:
         """Timings from ``GRACEKIT_SHUTDOWN_DELAY``, ``GRACEKIT_DRAIN_TIMEOUT`` and
         ``GRACEKIT_HOOK_TIMEOUT`` (seconds); those not set come from *base* (or the defaults).
+        ``GRACEKIT_SHUTDOWN_DELAY=auto`` keeps the delay inside Kubernetes (where
+        ``KUBERNETES_SERVICE_HOST`` is set) and drops it elsewhere.
 
         Raises:
             ValueError: a variable that is set but is not a number of seconds.
@@ -102,6 +104,11 @@ class ShutdownTiming:
         for field, variable in ENVIRONMENT_VARIABLES.items():
             raw = environ.get(variable)
             if raw is None or not raw.strip():
+                continue
+            if field == "delay" and raw.strip() == "auto":
+                # Only a pod behind Kubernetes' endpoints needs to wait for proxies to catch up.
+                if not environ.get("KUBERNETES_SERVICE_HOST"):
+                    values["delay"] = 0.0
                 continue
             try:
                 values[field] = float(raw)
