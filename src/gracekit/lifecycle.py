@@ -50,6 +50,18 @@ class Phase(str, enum.Enum):
     STOPPED = "stopped"
 
 
+def _decorate(func: _F | None, register: Callable[[_F], _F], what: str) -> _F | Callable[[_F], _F]:
+    """Serve ``@what`` and ``@what(...)`` alike: register *func* now, or return *register*."""
+    if func is None:
+        return register
+    if not callable(func):
+        raise TypeError(
+            f"{what}() takes the function itself, not {type(func).__name__}; "
+            f"give the name as {what}(name=...)"
+        )
+    return register(func)
+
+
 class Lifecycle:
     """The state of one application, from startup to exit.
 
@@ -125,17 +137,12 @@ class Lifecycle:
     ) -> _F | Callable[[_F], _F]:
         """Register an async function as a check (a decorator, with or without arguments);
         *options* are :class:`Check`'s. The check's name defaults to the function's name."""
-        if func is not None and not callable(func):
-            raise TypeError(
-                f"check() takes the check function, not {type(func).__name__}; "
-                "give the name as check(name=...)"
-            )
 
         def register(func: _F) -> _F:
             self.add_check(Check(name or func.__name__, func, **options))
             return func
 
-        return register if func is None else register(func)
+        return _decorate(func, register, "check")
 
     def gate(self, name: str, *, open: bool = False) -> Gate:
         """Create and register a gate, closed unless *open*."""
@@ -160,12 +167,6 @@ class Lifecycle:
         without arguments). The startup probe passes once every startup task has succeeded;
         a startup task that fails (or exceeds *timeout* seconds) marks the process broken."""
 
-        if func is not None and not callable(func):
-            raise TypeError(
-                f"startup_task() takes the task function, not {type(func).__name__}; "
-                "give the name as startup_task(name=...)"
-            )
-
         def register(func: _F) -> _F:
             self._ensure_not_running("add a startup task")
             task_name = name or func.__name__
@@ -174,7 +175,7 @@ class Lifecycle:
             self._startup_tasks[task_name] = StartupTask(task_name, func, timeout=timeout)
             return func
 
-        return register if func is None else register(func)
+        return _decorate(func, register, "startup_task")
 
     def _claim_name(self, name: str, kind: str) -> None:
         self._ensure_not_running(f"add a {kind}")
@@ -282,14 +283,22 @@ class Lifecycle:
             logger.info("reload mode: no shutdown delay")
             self.termination.skip_delay()
 
+    @overload
+    def on_shutdown(
+        self, func: _F, *, name: str | None = None, timeout: float | None = None
+    ) -> _F: ...
+
+    @overload
+    def on_shutdown(
+        self, func: None = None, *, name: str | None = None, timeout: float | None = None
+    ) -> Callable[[_F], _F]: ...
+
     def on_shutdown(
         self, func: _F | None = None, *, name: str | None = None, timeout: float | None = None
-    ) -> Any:
+    ) -> _F | Callable[[_F], _F]:
         """Register an async function to run once at shutdown, after the drain (a decorator,
         with or without arguments). Hooks run in reverse order of registration, each bounded
         by *timeout* (default the timing's ``hook_timeout``)."""
-        if func is not None and not callable(func):
-            raise TypeError("on_shutdown() takes the hook function; give the name as name=...")
 
         def register(func: _F) -> _F:
             hook_name = name or func.__name__
@@ -298,7 +307,7 @@ class Lifecycle:
             self.termination.hooks.append(ShutdownHook(hook_name, func, timeout))
             return func
 
-        return register if func is None else register(func)
+        return _decorate(func, register, "on_shutdown")
 
     def track(self) -> AbstractAsyncContextManager[anyio.CancelScope]:
         """``async with lifecycle.track():`` makes the body background work that the drain
