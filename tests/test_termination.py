@@ -163,6 +163,16 @@ def _read_stream(url: str) -> tuple[int, Exception | None]:
     return chunks, None
 
 
+def test_sigterm_during_the_hooks_changes_nothing(tmp_path: Path) -> None:
+    with drainable(tmp_path, "gracekit", HANG_HOOK="1", HOOK_TIMEOUT="1.5") as (server, events):
+        exit_after(server)
+        assert wait_until(lambda: "hook second_registered" in events_of(events), timeout=5)
+        server.process.send_signal(signal.SIGTERM)  # while the hanging hook runs
+        status = wait_exit(server, 1.5 * 2 + SLACK)
+        assert status == 4, f"exit {status}: the signal reached the server\n{server.log()}"
+        assert events_of(events)[-1] == "hook first_registered"
+
+
 def test_hooks_once_in_reverse_order_even_with_two_sigterms(tmp_path: Path) -> None:
     with drainable(tmp_path, "gracekit", HANG_HOOK="1", HOOK_TIMEOUT="0.5") as (server, events):
         sent = exit_after(server)

@@ -409,6 +409,7 @@ class Lifecycle:
         # the body must reach the caller as itself, not wrapped in an ExceptionGroup.
         tg = anyio.create_task_group()
         await tg.__aenter__()
+        detach: Callable[[], None] | None = None
         try:
             tg.start_soon(self.loop_monitor.run)
             for state in self._checks.values():
@@ -421,15 +422,15 @@ class Lifecycle:
             self.termination.start(tg)
             detach = attach_signals(self) if self.handle_signals else None
             self._warn_if_grace_period_short()
-            try:
-                yield self
-            finally:
-                if detach is not None:
-                    detach()
+            yield self
         finally:
             try:
                 await self.termination.finish()
             finally:
+                # The signals stay ours until the hooks are done: a repeated SIGTERM during
+                # them must not reach the server (uvicorn would re-raise it at exit: 143).
+                if detach is not None:
+                    detach()
                 self._phase = Phase.STOPPED
                 self._running = False
                 tg.cancel_scope.cancel()

@@ -10,6 +10,7 @@ and logs a warning, leaving the signals alone, otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -72,7 +73,8 @@ def attach(lifecycle: Lifecycle) -> Callable[[], None] | None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # A signal handler runs between two bytecodes of whatever the loop was doing: hand the
         # signal to the loop instead of acting here.
-        loop.call_soon_threadsafe(lifecycle.handle_signal, signal.Signals(signum))
+        with contextlib.suppress(RuntimeError):  # a closed loop has nothing left to shut down
+            loop.call_soon_threadsafe(lifecycle.handle_signal, signal.Signals(signum))
 
     previous = {signum: signal.signal(signum, on_signal) for signum in _SIGNALS}
 
