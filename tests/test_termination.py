@@ -330,3 +330,34 @@ def test_when_the_delay_is_skipped(
             assert elapsed >= 3
         else:
             assert elapsed < 3, f"{options} {env}: took {elapsed:.2f} s\n{server.log()}"
+
+
+def test_gracekit_run_with_workers_drains_every_worker(tmp_path: Path) -> None:
+    events = tmp_path / "events.txt"
+    env = {"SHUTDOWN_DELAY": "1", "DRAIN_TIMEOUT": "3", "EVENTS_FILE": str(events)}
+    with (
+        run_uvicorn(
+            "drainable:app",
+            app_dir=TEST_APPS,
+            env=env,
+            ready_path="/health/ready",
+            launcher="gracekit",
+            args=["--workers", "2"],
+        ) as server,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        assert wait_until(lambda: _both_workers_up(server), timeout=20)
+        pending = in_background(pool, server.url + "/slow?ms=2000")
+        wait_in_flight(server, 1)
+        sent = exit_after(server)
+        wait_not_ready(server)
+        assert httpx.get(server.url + "/", timeout=5).headers["connection"] == "close"
+        assert pending.result(timeout=10).status_code == 200
+        assert wait_exit(server, 1 + 3 + SLACK) == 0
+        assert time.monotonic() - sent < 2 + SLACK
+        hooks = [line for line in events_of(events) if line.startswith("hook")]
+        assert hooks == ["hook second_registered", "hook first_registered"] * 2
+
+
+def _both_workers_up(server: Server) -> bool:
+    return server.log().count("Application startup complete") >= 2
