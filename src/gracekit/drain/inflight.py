@@ -15,6 +15,8 @@ from typing import Any
 
 import anyio
 
+from ..errors import GracekitError
+
 __all__ = ["InFlight", "current_task"]
 
 CloseWebsocket = Callable[[], Coroutine[Any, Any, None]]
@@ -27,7 +29,7 @@ def current_task() -> asyncio.Task[object]:
     except RuntimeError:
         task = None
     if task is None:
-        raise RuntimeError(
+        raise GracekitError(
             "gracekit's drain middleware runs on asyncio (uvicorn, gunicorn with uvicorn "
             "workers, hypercorn's asyncio worker); no asyncio task is running"
         )

@@ -19,6 +19,7 @@ import anyio
 import anyio.abc
 
 from .. import _validate
+from ..errors import LifecycleError
 from ..probes.runner import describe_error
 from .inflight import InFlight
 from .timing import ShutdownTiming
@@ -190,7 +191,7 @@ class Termination:
     async def wait_drain_started(self) -> None:
         """Return once the delay is over and the server stops accepting."""
         if self._events is None:
-            raise RuntimeError("the lifecycle is not running")
+            raise LifecycleError("the lifecycle is not running")
         await self._events.drain_started.wait()
 
     # -- tracked background work -----------------------------------------------------------
@@ -210,7 +211,7 @@ class Termination:
 
     def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str | None) -> None:
         if self._group is None or self._events is None or self._events.drained.is_set():
-            raise RuntimeError("background work can only start while the lifecycle runs")
+            raise LifecycleError("background work can only start while the lifecycle runs")
 
         async def tracked() -> None:
             async with self.track():
