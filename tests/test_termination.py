@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,13 +23,18 @@ SLACK = 2.0  # seconds of slack on every "exits by" bound, for a noisy shared ma
 
 @contextmanager
 def drainable(
-    tmp_path: Path, launcher: str = "uvicorn", **settings: str
+    tmp_path: Path, launcher: str = "uvicorn", *, args: Sequence[str] = (), **settings: str
 ) -> Iterator[tuple[Server, Path]]:
     events = tmp_path / "events.txt"
     env = {"SHUTDOWN_DELAY": "1", "DRAIN_TIMEOUT": "3", "HOOK_TIMEOUT": "1", **settings}
     env["EVENTS_FILE"] = str(events)
     with run_uvicorn(
-        "drainable:app", app_dir=TEST_APPS, env=env, ready_path="/health/ready", launcher=launcher
+        "drainable:app",
+        app_dir=TEST_APPS,
+        env=env,
+        ready_path="/health/ready",
+        launcher=launcher,
+        args=args,
     ) as server:
         yield server, events
 
@@ -254,19 +259,10 @@ def test_five_hundred_slow_requests_in_flight_all_complete(tmp_path: Path) -> No
 
 
 def test_gunicorn_worker_runs_the_same_sequence(tmp_path: Path) -> None:
-    events = tmp_path / "events.txt"
-    env = {"SHUTDOWN_DELAY": "1.5", "DRAIN_TIMEOUT": "3", "EVENTS_FILE": str(events)}
-    with (
-        run_uvicorn(
-            "drainable:app",
-            app_dir=TEST_APPS,
-            env=env,
-            ready_path="/health/ready",
-            launcher="gunicorn",
-            args=["--graceful-timeout", "4"],
-        ) as server,
-        ThreadPoolExecutor(2) as pool,
-    ):
+    gunicorn = drainable(
+        tmp_path, "gunicorn", args=["--graceful-timeout", "4"], SHUTDOWN_DELAY="1.5"
+    )
+    with gunicorn as (server, events), ThreadPoolExecutor(2) as pool:
         pending = in_background(pool, server.url + "/slow?ms=2500")
         wait_in_flight(server, 1)
         sent = exit_after(server)
@@ -333,19 +329,8 @@ def test_when_the_delay_is_skipped(
 
 
 def test_gracekit_run_with_workers_drains_every_worker(tmp_path: Path) -> None:
-    events = tmp_path / "events.txt"
-    env = {"SHUTDOWN_DELAY": "1", "DRAIN_TIMEOUT": "3", "EVENTS_FILE": str(events)}
-    with (
-        run_uvicorn(
-            "drainable:app",
-            app_dir=TEST_APPS,
-            env=env,
-            ready_path="/health/ready",
-            launcher="gracekit",
-            args=["--workers", "2"],
-        ) as server,
-        ThreadPoolExecutor(2) as pool,
-    ):
+    workers = drainable(tmp_path, "gracekit", args=["--workers", "2"])
+    with workers as (server, events), ThreadPoolExecutor(2) as pool:
         assert wait_until(lambda: _both_workers_up(server), timeout=20)
         pending = in_background(pool, server.url + "/slow?ms=2000")
         wait_in_flight(server, 1)
