@@ -237,7 +237,7 @@ def test_five_hundred_slow_requests_in_flight_all_complete(tmp_path: Path) -> No
             async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as http:
 
                 async def one() -> None:
-                    statuses.append((await http.get("/slow?ms=4000")).status_code)
+                    statuses.append((await http.get("/slow?ms=8000")).status_code)
 
                 async with anyio.create_task_group() as tg:
                     for _ in range(500):
