@@ -1,96 +1,32 @@
-"""The ``gracekit`` command line."""
+"""The ``gracekit`` command line: one subcommand per module, each registering itself.
+
+A command module has ``register(commands)``, which adds its parser to the subparsers and sets
+``handler`` (a function of the parsed arguments returning the exit status) as a default. Its
+imports stay inside the handler, so ``gracekit --help`` needs none of the optional extras.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
+import importlib
 from collections.abc import Sequence
-
-from .drain.timing import ENVIRONMENT_VARIABLES
 
 __all__ = ["main"]
 
-
-def _delay(text: str) -> str:
-    return "auto" if text == "auto" else repr(_seconds(text))
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
+#: The modules whose ``register()`` adds a subcommand, in the order ``--help`` lists them.
+COMMAND_MODULES = ("gracekit.server.command",)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gracekit", description=__doc__)
+    parser = argparse.ArgumentParser(prog="gracekit", description="Zero-downtime deploys.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser(
-        "run",
-        help="run an ASGI app under uvicorn with the graceful termination sequence",
-        description=(
-            "Run MODULE:APP under uvicorn. SIGTERM fails readiness at once, keeps serving for "
-            "the shutdown delay, then drains; the exit status is 0 after a clean shutdown, "
-            "3 if the drain timed out, 4 if a shutdown hook failed, 5 if both."
-        ),
-    )
-    run.add_argument("app", metavar="MODULE:APP", help="the ASGI app, as an import string")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000)
-    run.add_argument("--workers", type=int, default=None)
-    run.add_argument("--app-dir", default="", help="directory added to sys.path first")
-    run.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
-    run.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True)
-    run.add_argument("--root-path", default="")
-    run.add_argument("--lifespan", default="auto", choices=["auto", "on", "off"])
-    run.add_argument("--factory", action="store_true", help="APP is a factory to call")
-    run.add_argument("--reload", action="store_true", help="development: restart on changes")
-    run.add_argument(
-        "--shutdown-delay",
-        type=_delay,
-        help=(
-            "seconds to keep serving after SIGTERM, or 'auto': the app's delay inside "
-            "Kubernetes and none elsewhere (env GRACEKIT_SHUTDOWN_DELAY)"
-        ),
-    )
-    run.add_argument(
-        "--drain-timeout",
-        type=_seconds,
-        help="seconds to wait for in-flight work once accepting stops (env GRACEKIT_DRAIN_TIMEOUT)",
-    )
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    # The timings travel as environment variables, so worker processes (--workers, --reload)
-    # see them too; the app's lifecycle reads them when the server starts.
-    if args.shutdown_delay is not None:
-        os.environ[ENVIRONMENT_VARIABLES["delay"]] = args.shutdown_delay
-    if args.drain_timeout is not None:
-        os.environ[ENVIRONMENT_VARIABLES["drain_timeout"]] = repr(args.drain_timeout)
-    if args.app_dir:
-        sys.path.insert(0, os.path.abspath(args.app_dir))
-    elif "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    from .server.serve import serve
-
-    return serve(
-        args.app,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        proxy_headers=args.proxy_headers,
-        root_path=args.root_path,
-        lifespan=args.lifespan,
-        factory=args.factory,
-        reload=args.reload,
-    )
+    status: int = args.handler(args)
+    return status
