@@ -44,6 +44,11 @@ class PreStop:
         self.lifecycle = lifecycle
         self._token = None if token is None else token.encode()
 
+    @property
+    def protected(self) -> bool:
+        """True if a bearer token is required."""
+        return self._token is not None
+
     async def __call__(self, scope: Scope, send: Send) -> None:
         if scope["method"] not in ("GET", "POST"):
             await send_response(scope, send, *_NOT_ALLOWED)

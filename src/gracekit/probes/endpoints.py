@@ -101,6 +101,16 @@ class ProbeApp:
             "/ready": ("readiness", lifecycle.readiness),
         }
 
+    @property
+    def serves_prestop(self) -> bool:
+        """True if this app serves ``/prestop`` (``prestop=True``)."""
+        return self._prestop is not None
+
+    @property
+    def prestop_protected(self) -> bool:
+        """True if ``/prestop`` needs a bearer token (``prestop_token``)."""
+        return self._prestop is not None and self._prestop.protected
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
