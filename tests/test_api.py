@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gracekit
 import gracekit.checks
+import gracekit.deadlines
 import gracekit.probes
 
 
@@ -13,6 +14,7 @@ def test_top_level_api_is_pinned() -> None:
         "CheckFailed",
         "CheckState",
         "CheckStatus",
+        "DeadlineExceeded",
         "DrainMiddleware",
         "Gate",
         "GracekitError",
@@ -24,15 +26,30 @@ def test_top_level_api_is_pinned() -> None:
         "ShutdownReport",
         "ShutdownTiming",
         "StartupTask",
+        "deadline",
         "serve",
     ]
 
 
 def test_all_lists_are_sorted_and_resolve() -> None:
-    for module in (gracekit, gracekit.checks, gracekit.probes):
+    for module in (gracekit, gracekit.checks, gracekit.deadlines, gracekit.probes):
         assert module.__all__ == sorted(module.__all__)
         for name in module.__all__:
             assert getattr(module, name) is not None
+
+
+def test_deadlines_api_is_pinned() -> None:
+    assert gracekit.deadlines.__all__ == [
+        "BUDGET_HEADERS",
+        "DeadlineExceeded",
+        "RequestDeadline",
+        "RouteInfo",
+        "current",
+        "deadline",
+        "inbound_budget",
+        "remaining",
+        "timeout",
+    ]
 
 
 def test_checks_api_is_pinned() -> None:

@@ -157,6 +157,41 @@ def test_request_longer_than_drain_gets_503(tmp_path: Path, launcher: str, expec
         assert "drain deadline reached" in server.log() or launcher == "uvicorn"
 
 
+@pytest.mark.parametrize(("launcher", "expected"), [("uvicorn", 0), ("gracekit", 3)])
+def test_deadlines_yield_to_the_drain_deadline(
+    tmp_path: Path, launcher: str, expected: int
+) -> None:
+    with (
+        drainable(tmp_path, launcher, DRAIN_TIMEOUT="1.5", DEADLINE="60") as (server, _),
+        ThreadPoolExecutor(3) as pool,
+    ):
+        long = in_background(pool, server.url + "/slow?ms=30000")
+        budgeted = pool.submit(
+            httpx.get,
+            server.url + "/slow?ms=30000",
+            headers={"x-gracekit-budget-ms": "1200"},
+            timeout=30,
+        )
+        watched = in_background(pool, server.url + "/budget?ms=1600")
+        wait_in_flight(server, 3)
+        sent = exit_after(server)
+        # The caller's 1.2 s budget ends before the drain deadline: that one is its own, 504.
+        own = budgeted.result(timeout=15)
+        assert own.status_code == 504, own.text
+        assert own.json()["budget_s"] == 1.2
+        # The 60 s deadline does not outlast the drain: cut at its deadline, 503 + Retry-After.
+        cut = long.result(timeout=15)
+        cut_at = time.monotonic() - sent
+        assert cut.status_code == 503
+        assert cut.headers["retry-after"] == "1"
+        assert 1 + 1.5 - 0.5 < cut_at < 1 + 1.5 + SLACK
+        # A handler still running once the drain starts sees the drain's budget, not its 60 s.
+        left = float(watched.result(timeout=15).text)
+        assert 0 < left <= 1.5
+        assert wait_exit(server, 1 + 1.5 + SLACK) == expected, server.log()
+        assert time.monotonic() - sent < 1 + 1.5 + SLACK
+
+
 def _read_stream(url: str) -> tuple[int, Exception | None]:
     chunks = 0
     try:

@@ -1,15 +1,18 @@
 """gracekit: zero-downtime deploys for ASGI services.
 
 Truthful startup, liveness and readiness probes from pluggable dependency checks, and a graceful
-termination sequence: a shutdown delay, an in-flight drain, tracked background work and hooks.
+termination sequence: a shutdown delay, an in-flight drain, tracked background work and hooks;
+per-request deadlines that the drain caps and that downstream calls inherit.
 """
 
 from __future__ import annotations
 
+from .deadlines.routes import deadline as deadline
 from .drain.middleware import DrainMiddleware as DrainMiddleware
 from .drain.sequence import ShutdownReport as ShutdownReport
 from .drain.timing import ShutdownTiming as ShutdownTiming
 from .errors import CheckFailed as CheckFailed
+from .errors import DeadlineExceeded as DeadlineExceeded
 from .errors import GracekitError as GracekitError
 from .errors import LifecycleError as LifecycleError
 from .lifecycle import Lifecycle as Lifecycle
@@ -30,6 +33,7 @@ __all__ = [
     "CheckFailed",
     "CheckState",
     "CheckStatus",
+    "DeadlineExceeded",
     "DrainMiddleware",
     "Gate",
     "GracekitError",
@@ -41,5 +45,6 @@ __all__ = [
     "ShutdownReport",
     "ShutdownTiming",
     "StartupTask",
+    "deadline",
     "serve",
 ]

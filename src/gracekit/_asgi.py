@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import json
+from typing import Any
 
-from starlette.types import Scope, Send
+from starlette.types import Message, Scope, Send
 
 PlainResponse = tuple[int, list[tuple[bytes, bytes]], bytes]
 
@@ -49,3 +51,22 @@ async def send_response(
 ) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def problem(
+    status: int, title: str, detail: str, *extra: tuple[bytes, bytes], **members: Any
+) -> tuple[Message, Message]:
+    """An RFC 9457 ``application/problem+json`` answer, as its two ASGI messages."""
+    body = json.dumps(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, **members}
+    ).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            *extra,
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}

@@ -7,7 +7,7 @@ derives from :class:`GracekitError`.
 
 from __future__ import annotations
 
-__all__ = ["CheckFailed", "GracekitError", "LifecycleError"]
+__all__ = ["CheckFailed", "DeadlineExceeded", "GracekitError", "LifecycleError"]
 
 
 class GracekitError(Exception):
@@ -20,3 +20,12 @@ class LifecycleError(GracekitError):
 
 class CheckFailed(GracekitError):
     """Raised by built-in checks when the dependency answered, but not as required."""
+
+
+class DeadlineExceeded(GracekitError):
+    """The request's deadline has passed: a downstream call was not started.
+
+    Raised by the deadline helpers (:func:`gracekit.deadlines.timeout`, the httpx hooks) when
+    no budget is left. If it escapes the endpoint, the drain middleware answers 504, as it does
+    when the deadline cancels the endpoint.
+    """

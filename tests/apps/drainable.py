@@ -2,7 +2,7 @@
 
 Environment: SHUTDOWN_DELAY, DRAIN_TIMEOUT, HOOK_TIMEOUT (seconds), EVENTS_FILE (each event is
 appended as a line), HANG_HOOK=1 (a hook that never returns), PRESTOP_TOKEN (protects
-/health/prestop).
+/health/prestop), DEADLINE (the default request deadline, seconds).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gracekit import DrainMiddleware, Lifecycle, ProbeApp, ShutdownTiming
+from gracekit.deadlines import remaining
 
 
 def create_app(environ: dict[str, str]) -> Starlette:
@@ -75,6 +76,11 @@ def create_app(environ: dict[str, str]) -> Starlette:
         lifecycle.spawn(work)
         return PlainTextResponse("queued")
 
+    async def budget(request: Request) -> PlainTextResponse:
+        # The budget left after sleeping ms milliseconds: the drain deadline caps it.
+        await anyio.sleep(int(request.query_params.get("ms", "0")) / 1000)
+        return PlainTextResponse(repr(remaining()))
+
     async def inflight(request: Request) -> PlainTextResponse:
         # What the drain middleware counts, less this request itself.
         return PlainTextResponse(str(len(lifecycle.inflight) - 1))
@@ -102,6 +108,7 @@ def create_app(environ: dict[str, str]) -> Starlette:
             Route("/background", background),
             Route("/stream", stream),
             Route("/inflight", inflight),
+            Route("/budget", budget),
             WebSocketRoute("/ws", echo),
             Mount(
                 "/health",
@@ -112,7 +119,8 @@ def create_app(environ: dict[str, str]) -> Starlette:
         ],
         lifespan=lifecycle.lifespan(),
     )
-    app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
+    deadline = float(environ["DEADLINE"]) if environ.get("DEADLINE") else None
+    app.add_middleware(DrainMiddleware, lifecycle=lifecycle, deadline=deadline)
     return app
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -69,3 +72,73 @@ async def eventually(
             await anyio.sleep(interval)
         return
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@dataclass
+class Answer:
+    """What an ASGI app sent for one request."""
+
+    status: int | None = None
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    chunks: list[bytes] = field(default_factory=list)
+    complete: bool = False  # the last body message (more_body false) was sent
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def call(
+    app: ASGIApp,
+    path: str = "/",
+    *,
+    method: str = "GET",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> Answer:
+    """Send one HTTP request straight to *app*, raw headers and all (no client in between to
+    normalise or refuse them), in a task of its own as a server would; what it answered."""
+    answer = Answer()
+    path, _, query = path.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(b"host", b"app"), *(headers or [])],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    disconnect = anyio.Event()
+    body_sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer.status = message["status"]
+            answer.headers = dict(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            answer.chunks.append(message.get("body", b""))
+            answer.complete = not message.get("more_body", False)
+
+    task = asyncio.ensure_future(app(scope, receive, send))
+    try:
+        await task
+    finally:
+        disconnect.set()
+    return answer

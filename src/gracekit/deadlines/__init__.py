@@ -1,8 +1,34 @@
-"""Request deadlines: the time budget a request arrives with, and (to come) its enforcement."""
+"""Request deadlines: each request's time budget, from its route and its caller, enforced by
+:class:`~gracekit.DrainMiddleware` and passed on to what the request calls.
+
+- :func:`deadline` gives an endpoint its own deadline; ``DrainMiddleware(deadline=...,
+  route_deadlines=...)`` sets the default and deadlines by route template.
+- :func:`current`, :func:`remaining` and :func:`timeout` read the budget anywhere inside the
+  request; :mod:`gracekit.deadlines.http`, :mod:`~gracekit.deadlines.postgres` and
+  :mod:`~gracekit.deadlines.redis` pass it on to httpx, asyncpg and redis.
+- :func:`inbound_budget` reads the budget a caller sends (Envoy, gRPC and gracekit headers).
+"""
 
 from __future__ import annotations
 
+from ..errors import DeadlineExceeded as DeadlineExceeded
+from .budget import RequestDeadline as RequestDeadline
+from .budget import current as current
+from .budget import remaining as remaining
+from .budget import timeout as timeout
 from .headers import BUDGET_HEADERS as BUDGET_HEADERS
 from .headers import inbound_budget as inbound_budget
+from .routes import RouteInfo as RouteInfo
+from .routes import deadline as deadline
 
-__all__ = ["BUDGET_HEADERS", "inbound_budget"]
+__all__ = [
+    "BUDGET_HEADERS",
+    "DeadlineExceeded",
+    "RequestDeadline",
+    "RouteInfo",
+    "current",
+    "deadline",
+    "inbound_budget",
+    "remaining",
+    "timeout",
+]

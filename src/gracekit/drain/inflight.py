@@ -1,10 +1,11 @@
 """The requests and websockets in flight, and cutting them short.
 
 The request path is hot, so this is built on what asyncio already has: each request is the task
-the server runs it in, registered in a dict for its duration, and cut short by cancelling that
-task. An anyio cancel scope per request would do the same at about ten times the cost (measured:
-a hello route lost ~10% of its throughput under one; see benchmarks/). The middleware catches
-the cancellation it asked for and turns it into a clean response.
+the server runs it in, registered in a dict for its duration with its deadline, and cut short by
+cancelling that task. An anyio cancel scope per request would do the same at about ten times the
+cost (measured: a hello route lost ~10% of its throughput under one; see benchmarks/). The
+middleware catches the cancellation it asked for and turns it into a clean response. The same
+mechanism serves a request's own deadline and the drain deadline (see gracekit.deadlines).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import anyio
 
+from ..deadlines.budget import RequestDeadline
+from ..deadlines.timers import DeadlineTimers
 from ..errors import GracekitError
 
 __all__ = ["InFlight", "current_task"]
@@ -37,20 +40,27 @@ def current_task() -> asyncio.Task[object]:
 
 
 class InFlight:
-    """What the server is doing right now: HTTP requests and open websockets, by task.
-
-    A task maps to None while it runs normally, or to the reason it is being cut short.
-    """
+    """What the server is doing right now: HTTP requests (with their deadlines) and open
+    websockets, by task."""
 
     def __init__(self) -> None:
-        self.requests: dict[asyncio.Task[object], str | None] = {}
+        self.requests: dict[asyncio.Task[object], RequestDeadline] = {}
+        self.timers = DeadlineTimers(self.requests)
         self.websockets: dict[asyncio.Task[object], CloseWebsocket] = {}
         self.cut_websockets: set[asyncio.Task[object]] = set()
         #: Set once the shutdown starts: responses from then on carry ``Connection: close``.
         self.closing = False
-        self.cut_requests = 0  # requests cut short after their response had not started
-        self.broken_responses = 0  # requests cut short in the middle of their response
+        self.cut_requests = 0  # cut by the drain before their response started (503)
+        self.broken_responses = 0  # cut by the drain in the middle of their response
+        self.expired = 0  # past their own deadline before their response started (504)
+        self.expired_responses = 0  # past their own deadline in the middle of their response
         self._idle: anyio.Event | None = None
+
+    def reset(self) -> None:
+        """Forget the previous run's shutdown and its counts."""
+        self.closing = False
+        self.cut_requests = self.broken_responses = self.expired = self.expired_responses = 0
+        self.timers.reset()
 
     def __len__(self) -> int:
         return len(self.requests) + len(self.websockets)
@@ -70,9 +80,9 @@ class InFlight:
     def cut(self, reason: str) -> int:
         """Cancel every request and websocket in flight, saying why; returns how many."""
         count = 0
-        for task, current in list(self.requests.items()):
-            if current is None:
-                self.requests[task] = reason
+        for task, deadline in list(self.requests.items()):
+            if deadline.cut is None:
+                deadline.cut = reason
                 task.cancel(f"gracekit: {reason}")
                 count += 1
         for task in list(self.websockets):

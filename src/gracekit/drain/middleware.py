@@ -1,20 +1,30 @@
-"""The drain middleware: counts what is in flight, and ends it cleanly when the pod leaves."""
+"""The drain middleware: counts what is in flight, enforces request deadlines, and ends
+requests cleanly when their deadline passes or the pod leaves."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
+import math
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import _validate
+from .._asgi import problem
+from ..deadlines.budget import EXPIRED, RequestDeadline, activate, deactivate
+from ..deadlines.headers import inbound_budget
+from ..deadlines.routes import RouteTable, find_routes
 from .inflight import current_task
 
 if TYPE_CHECKING:
     from ..lifecycle import Lifecycle
 
 __all__ = ["DrainMiddleware"]
+
+logger = logging.getLogger("gracekit")
 
 _CONNECTION_CLOSE = (b"connection", b"close")
 _GOING_AWAY = {"type": "websocket.close", "code": 1001, "reason": "server shutting down"}
@@ -27,50 +37,93 @@ def _still_cancelled(task: asyncio.Task[object]) -> bool:
     return False  # pragma: no cover - Python 3.10 counts no cancellation requests
 
 
+def _route_deadlines(value: Mapping[str, float | None] | None) -> dict[str, float | None]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"route_deadlines must be a mapping, not {type(value).__name__}")
+    checked: dict[str, float | None] = {}
+    for template, seconds in value.items():
+        if not isinstance(template, str) or not template.startswith("/"):
+            raise ValueError(
+                f"route_deadlines keys are route templates ('/path'), got {template!r}"
+            )
+        checked[template] = _validate.optional_seconds(
+            seconds, what=f"route_deadlines[{template!r}]"
+        )
+    return checked
+
+
 class DrainMiddleware:
-    """Wrap an ASGI app so its lifecycle can drain it.
+    """Wrap an ASGI app so its lifecycle can drain it, and its requests keep their deadlines.
 
     It keeps count of the HTTP requests in flight (from the first byte in to the last byte of
     the response, streaming included) and of open websockets; once the shutdown has started it
     adds ``Connection: close`` to HTTP/1.x responses, so pooled connections move to other pods.
-    At the drain deadline, a request that has not started its response gets a 503 with
-    ``Retry-After`` instead of a reset, and websockets are closed with code 1001.
+    A request whose deadline passes is cancelled and answered 504; at the drain deadline, a
+    request that has not started its response gets a 503 with ``Retry-After`` instead of a
+    reset, and websockets are closed with code 1001.
 
     Parameters:
         app: the ASGI application.
         lifecycle: the :class:`~gracekit.Lifecycle` whose shutdown drains this app.
         retry_after: seconds a client is told to wait before retrying a request that the
             shutdown cut short (another pod can usually take it at once).
+        deadline: the deadline of every HTTP request, in seconds from its arrival, unless its
+            route sets its own; None (the default) for none.
+        route_deadlines: deadlines by route template (``{"/export": 300, "/events": None}``);
+            ``@gracekit.deadline(...)`` on an endpoint does the same. Checked against the
+            app's routes at startup.
+        budget_headers: honour the budget a caller sends (``x-envoy-expected-rq-timeout-ms``,
+            ``grpc-timeout``, ``x-gracekit-budget-ms``): it can shorten a request's deadline,
+            never lengthen it.
+
+    Raises:
+        TypeError, ValueError: bad settings, at construction; a route deadline naming a route
+            the app does not have, at startup (the lifespan startup fails with the reason).
 
     Use it as ``app.add_middleware(DrainMiddleware, lifecycle=lifecycle)`` or wrap the app:
     ``app = DrainMiddleware(app, lifecycle=lifecycle)``.
     """
 
-    def __init__(self, app: ASGIApp, *, lifecycle: Lifecycle, retry_after: int = 1) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        lifecycle: Lifecycle,
+        retry_after: int = 1,
+        deadline: float | None = None,
+        route_deadlines: Mapping[str, float | None] | None = None,
+        budget_headers: bool = True,
+    ) -> None:
         if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
             raise ValueError(f"retry_after must be an int >= 0, got {retry_after!r}")
         self.app = app
         self.lifecycle = lifecycle
         self._inflight = lifecycle.inflight
-        body = json.dumps(
-            {
-                "type": "about:blank",
-                "title": "Service Unavailable",
-                "status": 503,
-                "detail": "The server is shutting down; retry the request.",
-            }
-        ).encode()
-        self._unavailable_start: Message = {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-                _CONNECTION_CLOSE,
-            ],
-        }
-        self._unavailable_body: Message = {"type": "http.response.body", "body": body}
+        self._default = _validate.optional_seconds(deadline, what="deadline")
+        self._overrides = _route_deadlines(route_deadlines)
+        self._budget_headers = bool(budget_headers)
+        self._table: RouteTable | None = None
+        self._shortest = math.inf
+        self._unavailable = problem(
+            503,
+            "Service Unavailable",
+            "The server is shutting down; retry the request.",
+            (b"retry-after", str(retry_after).encode()),
+            _CONNECTION_CLOSE,
+        )
+
+    @property
+    def routes(self) -> RouteTable:
+        """The app's routes with their deadlines (found at startup, or at the first request)."""
+        table = self._table
+        if table is None:
+            table = RouteTable(
+                find_routes(self.app), default=self._default, overrides=self._overrides
+            )
+            self._table, self._shortest = table, table.shortest
+        return table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -78,13 +131,39 @@ class DrainMiddleware:
             await self._http(scope, receive, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
+        elif kind == "lifespan" and self._table is None:
+            await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            self.routes  # noqa: B018 - builds the route table, raising on bad settings
+        except (TypeError, ValueError) as exc:
+            # Fail the startup the ASGI way: under uvicorn's default lifespan="auto", an
+            # exception would read as "lifespan not supported" and the app would serve anyway.
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": f"gracekit: {exc}"})
+            return
+        await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         inflight = self._inflight
         requests = inflight.requests
+        table = self._table or self.routes
         task = current_task()
+        now = task.get_loop().time()
+        inbound = inbound_budget(scope["headers"]) if self._budget_headers else None
+        timers = inflight.timers
+        deadline = RequestDeadline(task, scope, now, inbound, timers.drain_at, table)
+        requests[task] = deadline
+        # The earliest this request's deadline can be; a route may only lengthen it.
+        bound = now + (self._shortest if inbound is None else min(self._shortest, inbound))
+        if timers.drain_at is not None:
+            bound = min(bound, timers.drain_at)
+        if bound != math.inf:
+            timers.watch(deadline, bound)
+        token = activate(deadline)
         started = False
 
         async def send_closing(message: Message) -> None:
@@ -95,22 +174,73 @@ class DrainMiddleware:
                     message = {**message, "headers": [*message["headers"], _CONNECTION_CLOSE]}
             await send(message)
 
-        requests[task] = None
         try:
             await self.app(scope, receive, send_closing)
         except asyncio.CancelledError:
-            if requests[task] is None or _still_cancelled(task):
+            if deadline.cut is None or _still_cancelled(task):
                 raise
-            # Cut short by the drain deadline: end it cleanly where that is still possible.
-            if started:
-                inflight.broken_responses += 1
-            else:
-                inflight.cut_requests += 1
-                await send(self._unavailable_start)
-                await send(self._unavailable_body)
+            await self._cut_short(scope, send, deadline, started)
+        except Exception:
+            # A downstream timeout set from the budget, or DeadlineExceeded from a helper: an
+            # error because the budget ran out is the deadline's, and gets its 504.
+            at = deadline.at
+            if started or deadline.cut is not None or at is None or task.get_loop().time() < at:
+                raise
+            deadline.cut = deadline.expiry_reason()
+            await self._cut_short(scope, send, deadline, started)
         finally:
+            deactivate(token)
+            if deadline.timer is not None:
+                deadline.timer.cancel()
             del requests[task]
             inflight.left()
+
+    async def _cut_short(
+        self, scope: Scope, send: Send, deadline: RequestDeadline, started: bool
+    ) -> None:
+        """End a request cut short by its deadline (504) or by the drain (503), cleanly
+        where that is still possible: a response that has started can only be broken off."""
+        inflight = self._inflight
+        if deadline.cut == EXPIRED:
+            if started:
+                inflight.expired_responses += 1
+                logger.warning(
+                    "%s %s: its %.3g s deadline passed after the response started; the "
+                    "response was cut off",
+                    scope.get("method"),
+                    deadline.route.template or scope.get("path"),
+                    deadline.budget or 0.0,
+                )
+                return
+            inflight.expired += 1
+            start, body = self._gateway_timeout(scope, deadline)
+        elif started:
+            inflight.broken_responses += 1
+            return
+        else:
+            inflight.cut_requests += 1
+            start, body = self._unavailable
+        await send(start)
+        await send(body)
+
+    def _gateway_timeout(self, scope: Scope, deadline: RequestDeadline) -> tuple[Message, Message]:
+        route = deadline.route.template or scope.get("path", "")
+        budget = deadline.budget or 0.0
+        whose = (
+            f"the {budget:.3g} s budget its caller sent"
+            if deadline.source == "inbound"
+            else f"its {budget:.3g} s deadline"
+        )
+        extra = [_CONNECTION_CLOSE] if self._inflight.closing else []
+        method = scope.get("method", "GET")
+        return problem(
+            504,
+            "Gateway Timeout",
+            f"{method} {route} did not finish within {whose}.",
+            *extra,
+            route=route,
+            budget_s=round(budget, 6),
+        )
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         inflight = self._inflight

@@ -135,8 +135,7 @@ class Termination:
         self.server = None
         self._events = None
         self._group = None
-        self.inflight.closing = False
-        self.inflight.cut_requests = self.inflight.broken_responses = 0
+        self.inflight.reset()
         for hook in self.hooks:
             hook.ran = False
 
@@ -244,18 +243,25 @@ class Termination:
         events.drain_started.set()
         logger.info("draining %d in flight, %d background", len(self.inflight), len(self._tracked))
         timeout = 0.0 if self.report.forced else self.timing.drain_timeout
+        drain_at = anyio.current_time() + timeout
+        # One deadline mechanism: the drain deadline caps every request's own, so a request
+        # still running then is cut by its own timer and answered 503 in time, and handlers see
+        # the shorter budget in gracekit.deadlines.remaining() from now on.
+        self.inflight.timers.clamp(drain_at)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._cut_when_forced, events)
-            with anyio.move_on_after(timeout) as deadline:
+            with anyio.CancelScope(deadline=drain_at) as deadline:
                 await self._wait_idle()
             tg.cancel_scope.cancel()
         if deadline.cancelled_caught:
-            self._cut("drain deadline")
+            self._cut("drain deadline")  # websockets and background work; requests are cut
             with anyio.move_on_after(_CUT_GRACE):
                 await self._wait_idle()
         report = self.report
         report.cut_requests = self.inflight.cut_requests
         report.broken_responses = self.inflight.broken_responses
+        if report.cut_requests or report.broken_responses:
+            report.drain_timed_out = True
         elapsed = time.monotonic() - started
         if report.drain_timed_out:
             logger.warning(

@@ -1,0 +1,206 @@
+"""The time budget of one request: where its deadline comes from, and what is left of it.
+
+A request's deadline is the earliest of three bounds, all absolute times on the event loop's
+clock (``anyio.current_time()``): its route's deadline counted from its arrival, the budget its
+caller sent in a header, and the drain deadline once the shutdown reaches the drain. One
+:class:`RequestDeadline` per request holds them; the drain middleware creates it, the timers
+cancel the request when its deadline passes, and code anywhere inside the request reads it
+through :func:`current`, :func:`remaining` and :func:`timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import MutableMapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DeadlineExceeded
+
+if TYPE_CHECKING:
+    from .routes import RouteInfo, RouteTable
+
+__all__ = ["DRAIN", "EXPIRED", "RequestDeadline", "current", "remaining", "timeout"]
+
+#: Why a request was cut short: its own deadline (504), or the drain deadline (503).
+EXPIRED = "deadline"
+DRAIN = "drain"
+
+_INF = math.inf
+_CURRENT: ContextVar[RequestDeadline | None] = ContextVar("gracekit_deadline", default=None)
+
+
+class RequestDeadline:
+    """The deadline of one request in flight.
+
+    Attributes:
+        started: when the request arrived, on the event loop's clock.
+        inbound: the budget (seconds) the caller sent in a header, or None.
+        drain_at: the drain deadline, once the drain has started.
+        cut: None while the request runs; why it was cut short once it was
+            (:data:`EXPIRED` or :data:`DRAIN`, or another reason of the drain).
+    """
+
+    __slots__ = (
+        "_route",
+        "_table",
+        "cut",
+        "drain_at",
+        "inbound",
+        "scope",
+        "started",
+        "task",
+        "timer",
+    )
+
+    def __init__(
+        self,
+        task: asyncio.Task[object],
+        scope: MutableMapping[str, Any],
+        started: float,
+        inbound: float | None,
+        drain_at: float | None,
+        table: RouteTable,
+    ) -> None:
+        self.task = task
+        self.scope = scope
+        self.started = started
+        self.inbound = inbound
+        self.drain_at = drain_at
+        self.cut: str | None = None
+        #: The event-loop timer that cuts the request at its deadline (see timers.py).
+        self.timer: asyncio.TimerHandle | None = None
+        self._table = table
+        self._route: RouteInfo | None = None
+
+    # -- where the deadline comes from -----------------------------------------------------
+
+    @property
+    def route(self) -> RouteInfo:
+        """The route the request was matched to, with its deadline (the default while the
+        router has not matched it yet, or when nothing matched)."""
+        info = self._route
+        if info is None:
+            info = self._table.resolve(self.scope)
+            if info.routed:
+                self._route = info  # matched once, matched for good
+        return info
+
+    @property
+    def routed(self) -> bool:
+        """True once the router has matched the request to a route."""
+        return self.route.routed
+
+    def may_tighten(self) -> bool:
+        """True while routing may still give the request an earlier deadline: it has not
+        been matched yet, and some route's deadline is shorter than the one it has now."""
+        if self.routed:
+            return False
+        at = self.at
+        return self._table.shortest < (math.inf if at is None else at - self.started)
+
+    def _own(self) -> float:
+        """The request's own deadline (route and caller), without the drain's."""
+        info = self.route
+        if info.exempt:
+            return _INF
+        own = _INF if info.budget is None else self.started + info.budget
+        if self.inbound is not None:
+            own = min(own, self.started + self.inbound)
+        return own
+
+    @property
+    def at(self) -> float | None:
+        """The absolute deadline on ``anyio.current_time()``, or None if there is none."""
+        at = self._own()
+        if self.drain_at is not None and not self.route.exempt:
+            at = min(at, self.drain_at)
+        return None if at == _INF else at
+
+    @property
+    def source(self) -> str | None:
+        """Which bound sets the deadline: ``"route"``, ``"inbound"`` (the caller's header),
+        ``"drain"``, or None when there is no deadline."""
+        if self.at is None:
+            return None
+        if self.expiry_reason() == DRAIN:
+            return DRAIN
+        budget = self.route.budget
+        if self.inbound is not None and (budget is None or self.inbound < budget):
+            return "inbound"
+        return "route"
+
+    @property
+    def budget(self) -> float | None:
+        """The whole budget in seconds, from arrival to the deadline, or None."""
+        at = self.at
+        return None if at is None else at - self.started
+
+    def expiry_reason(self) -> str:
+        """Why the request is cut when its deadline passes: the drain's, or its own."""
+        if self.drain_at is not None and self.drain_at <= self._own():
+            return DRAIN
+        return EXPIRED
+
+    # -- what is left ----------------------------------------------------------------------
+
+    def remaining(self, now: float | None = None) -> float | None:
+        """Seconds left until the deadline (0 once it has passed), or None if there is none."""
+        at = self.at
+        if at is None:
+            return None
+        # The loop's clock is time.monotonic(): readable from worker threads too.
+        return max(0.0, at - (time.monotonic() if now is None else now))
+
+    def __repr__(self) -> str:
+        at = self.at
+        left = "none" if at is None else f"{max(0.0, at - time.monotonic()):.3f} s left"
+        return f"<RequestDeadline route={self.route.template!r} {left} source={self.source}>"
+
+
+def activate(deadline: RequestDeadline) -> object:
+    """Make *deadline* the current one; returns the token for :func:`deactivate`."""
+    return _CURRENT.set(deadline)
+
+
+def deactivate(token: object) -> None:
+    _CURRENT.reset(token)  # type: ignore[arg-type]
+
+
+def current() -> RequestDeadline | None:
+    """The deadline of the request being served, or None outside a request.
+
+    ``current().at`` is the absolute deadline on ``anyio.current_time()``, for instance for
+    ``anyio.CancelScope(deadline=current().at)``. It works in worker threads too (sync
+    endpoints), since the context travels with them.
+    """
+    return _CURRENT.get()
+
+
+def remaining() -> float | None:
+    """Seconds left in the current request's budget (0 once spent), or None when the request
+    has no deadline or there is no request."""
+    deadline = _CURRENT.get()
+    return None if deadline is None else deadline.remaining()
+
+
+def timeout(default: float | None = None) -> float | None:
+    """The timeout to give a downstream call: the remaining budget, capped by *default*.
+
+    Pass it as a client's per-call timeout (``await conn.fetch(query, timeout=timeout())``).
+    Outside a request, or in one without a deadline, it returns *default*.
+
+    Raises:
+        DeadlineExceeded: the budget is spent; the call would fail anyway, so it is not made.
+    """
+    deadline = _CURRENT.get()
+    left = None if deadline is None else deadline.remaining()
+    if deadline is None or left is None:
+        return default
+    if left <= 0:
+        raise DeadlineExceeded(
+            f"the deadline of {deadline.route.template or 'this request'} has passed"
+        )
+    return left if default is None else min(left, default)

@@ -1,0 +1,56 @@
+"""Passing the budget on to Redis commands made with redis-py's asyncio client.
+
+redis-py has a socket timeout per connection, not per command. :class:`DeadlineConnection`
+reads it at each use: inside a request with a deadline it is the remaining budget (capped by the
+configured ``socket_timeout``), elsewhere the configured one. A command that would outlive the
+request fails with ``redis.exceptions.TimeoutError`` (and redis-py drops the connection, as it
+does after any timeout, so no late reply is read by the next command)::
+
+    from gracekit.deadlines.redis import DeadlineConnection
+
+    redis = Redis.from_url(url, socket_timeout=5, connection_class=DeadlineConnection)
+
+For ``rediss://`` URLs use :class:`DeadlineSSLConnection`.
+"""
+
+from __future__ import annotations
+
+from .._optional import require
+from .budget import current
+
+require("redis.asyncio", extra="redis", feature="gracekit.deadlines.redis")
+
+from redis.asyncio.connection import Connection, SSLConnection  # noqa: E402
+
+__all__ = ["DeadlineConnection", "DeadlineSSLConnection"]
+
+#: A spent budget still needs a positive timeout: a zero one means "no timeout" to redis-py.
+_SPENT = 0.001
+
+
+class _DeadlineTimeout:
+    """``socket_timeout`` as the smaller of the configured one and the remaining budget."""
+
+    _configured_socket_timeout: float | None = None
+
+    @property
+    def socket_timeout(self) -> float | None:
+        configured = self._configured_socket_timeout
+        deadline = current()
+        left = None if deadline is None else deadline.remaining()
+        if left is None:
+            return configured
+        left = max(left, _SPENT)
+        return left if configured is None else min(configured, left)
+
+    @socket_timeout.setter
+    def socket_timeout(self, value: float | None) -> None:
+        self._configured_socket_timeout = value
+
+
+class DeadlineConnection(_DeadlineTimeout, Connection):
+    """A redis-py asyncio ``Connection`` whose socket timeout follows the request's budget."""
+
+
+class DeadlineSSLConnection(_DeadlineTimeout, SSLConnection):
+    """The TLS variant of :class:`DeadlineConnection`."""

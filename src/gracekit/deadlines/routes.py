@@ -1,0 +1,288 @@
+"""Route deadlines: the ``@deadline`` decorator, and the table that gives each route its own.
+
+The table is built once, at startup, by walking the application's routes (Starlette's
+``Route``, ``Mount`` and ``Host``, FastAPI's path operations and included routers). A request
+is matched to its route by the router itself: after routing, ``scope["route"]`` is the matched
+route object (``scope["endpoint"]`` on older Starlette), which the table maps to its template
+and its deadline. Nothing is matched twice, and nothing in the application is changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .. import _validate
+
+__all__ = ["ATTRIBUTE", "RouteInfo", "RouteTable", "deadline", "find_routes"]
+
+#: Where ``@deadline`` keeps an endpoint's deadline.
+ATTRIBUTE = "__gracekit_deadline__"
+#: The template of requests that no route matched.
+UNMATCHED = None
+
+_T = TypeVar("_T")
+_NO_OVERRIDE = object()
+
+
+def deadline(seconds: float | None) -> Callable[[_T], _T]:
+    """Give an endpoint its own deadline (``None``: no deadline), overriding the default.
+
+    Works on Starlette endpoints (functions and ``HTTPEndpoint`` classes) and on FastAPI path
+    operations, above or below ``@app.get(...)``: it marks the function and returns it
+    unchanged::
+
+        @app.get("/export")
+        @deadline(300)
+        async def export() -> ...: ...
+
+    Raises:
+        TypeError, ValueError: *seconds* is not None or a finite number of seconds > 0.
+    """
+    budget = _validate.optional_seconds(seconds, what="deadline")
+
+    def mark(endpoint: _T) -> _T:
+        if not callable(endpoint):
+            raise TypeError(f"@deadline() marks an endpoint, not {type(endpoint).__name__}")
+        setattr(endpoint, ATTRIBUTE, budget)
+        return endpoint
+
+    return mark
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """A route as the deadlines see it.
+
+    Attributes:
+        template: the route's full path template (``/orders/{order_id}``), or None when no
+            route matched (yet).
+        budget: its deadline in seconds, or None for no deadline.
+        exempt: True for gracekit's probe endpoints, which never get a deadline (not even a
+            caller's).
+    """
+
+    template: str | None
+    budget: float | None
+    exempt: bool = False
+    routed: bool = True
+
+
+@dataclass
+class _Entry:
+    route: Any
+    templates: list[str]  # the full templates the route is reachable under, as written
+    endpoint: Any
+    exempt: bool
+    infos: list[RouteInfo] | None = None
+    patterns: list[re.Pattern[str]] | None = None  # when reachable under several templates
+
+
+def find_routes(app: Any) -> Sequence[Any] | None:
+    """The routes of *app*, found through the ``.app`` chain of its middleware, or None."""
+    for _ in range(32):
+        routes = getattr(app, "routes", None)
+        if isinstance(routes, Sequence) and not isinstance(routes, (str, bytes)):
+            return routes
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
+
+
+def _is_probe_app(app: Any) -> bool:
+    from ..probes.endpoints import ProbeApp
+
+    for _ in range(8):
+        if isinstance(app, ProbeApp):
+            return True
+        app = getattr(app, "app", None)
+        if app is None:
+            return False
+    return False
+
+
+def _contexts(routes: Sequence[Any]) -> Iterator[tuple[Any, str | None]]:
+    """Each route of a router with its path, FastAPI's included routers expanded."""
+    fastapi_routing = sys.modules.get("fastapi.routing")
+    expand = getattr(fastapi_routing, "iter_route_contexts", None)
+    if expand is not None:
+        # FastAPI >= 0.16x keeps included routers as such; a route included under two
+        # prefixes is one object with two paths.
+        for context in expand(routes):
+            yield context.original_route, context.path
+        return
+    for route in routes:
+        yield route, getattr(route, "path", None)
+
+
+def _walk(routes: Sequence[Any], prefix: str) -> Iterator[tuple[Any, str, bool]]:
+    """(route, full template, exempt) for every leaf route below *routes*."""
+    for route, path in _contexts(routes):
+        kind = type(route).__name__
+        if kind == "Host":
+            yield from _walk(getattr(route, "routes", ()), prefix)
+            continue
+        if path is None:
+            continue
+        full = prefix + path
+        if kind == "Mount" or (hasattr(route, "routes") and not hasattr(route, "endpoint")):
+            app = getattr(route, "app", None)
+            inner = getattr(route, "routes", None) or ()
+            if _is_probe_app(app):
+                yield route, full, True
+            elif inner:
+                yield from _walk(inner, full)
+            else:
+                yield route, full, False  # a mounted ASGI app without routes: one route
+            continue
+        yield route, full, False
+
+
+def _strip_convertors(template: str) -> str:
+    return re.sub(r"{([^}:]+)(:[^}]*)?}", r"{\1}", template)
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """A regex matching the paths of *template* (``{name}`` and ``{name:path}`` segments)."""
+    out, last = [], 0
+    for match in re.finditer(r"{([^}:]+)(?::([^}]*))?}", template):
+        out.append(re.escape(template[last : match.start()]))
+        out.append(".*" if match.group(2) == "path" else "[^/]+")
+        last = match.end()
+    out.append(re.escape(template[last:]))
+    return re.compile("".join(out) + "$")
+
+
+class RouteTable:
+    """Every route of an application with its template and its deadline.
+
+    Parameters:
+        routes: the application's routes (see :func:`find_routes`), or None for an app
+            without a router (every request then gets the default).
+        default: the deadline of routes that set none, in seconds, or None.
+        overrides: deadlines by route template (``{"/export": 300, "/stream": None}``);
+            a mounted app's template is its mount path.
+
+    Raises:
+        ValueError: an override names a route that does not exist, or a route has a deadline
+            from both ``@deadline`` and *overrides*.
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[Any] | None,
+        *,
+        default: float | None,
+        overrides: Mapping[str, float | None],
+    ) -> None:
+        self.default = default
+        self._unrouted = RouteInfo(UNMATCHED, default, routed=False)
+        self._by_route: dict[int, _Entry] = {}
+        self._by_endpoint: dict[int, _Entry] = {}
+        if overrides and routes is None:
+            raise ValueError(
+                "route_deadlines needs an application with routes (Starlette or FastAPI); "
+                "none was found behind the middleware"
+            )
+        for route, template, exempt in _walk(routes or (), ""):
+            entry = self._by_route.get(id(route))
+            if entry is None:
+                entry = _Entry(route, [], getattr(route, "endpoint", None), exempt)
+                self._by_route[id(route)] = entry
+                if entry.endpoint is not None:
+                    self._by_endpoint.setdefault(id(entry.endpoint), entry)
+            entry.templates.append(template)
+        unused = self._apply(overrides)
+        if unused:
+            raise ValueError(self._unknown(unused))
+        budgets = [
+            info.budget
+            for entry in self._by_route.values()
+            for info in entry.infos or ()
+            if info.budget is not None and not info.exempt
+        ]
+        #: The shortest deadline any request can get from its route (inf if none).
+        self.shortest = min([*budgets, math.inf if default is None else default])
+
+    def _apply(self, overrides: Mapping[str, float | None]) -> list[str]:
+        keys = {key: key for key in overrides}
+        keys.update({_strip_convertors(key): key for key in overrides})
+        used: set[str] = set()
+        for entry in self._by_route.values():
+            decorated = getattr(entry.endpoint, ATTRIBUTE, _NO_OVERRIDE)
+            entry.infos = []
+            for template in entry.templates:
+                label = _strip_convertors(template)
+                key = keys.get(template, keys.get(label))
+                budget: Any = self.default
+                if key is not None:
+                    used.add(key)
+                    if decorated is not _NO_OVERRIDE:
+                        raise ValueError(
+                            f"route {template!r} has a deadline from both @deadline() and "
+                            "route_deadlines; keep one"
+                        )
+                    budget = overrides[key]
+                elif decorated is not _NO_OVERRIDE:
+                    budget = decorated
+                entry.infos.append(RouteInfo(label, None if entry.exempt else budget, entry.exempt))
+            if len(entry.templates) > 1:
+                entry.patterns = [_pattern(t) for t in entry.templates]
+        return [key for key in overrides if key not in used]
+
+    def _unknown(self, keys: list[str]) -> str:
+        known = sorted({t for e in self._by_route.values() for t in e.templates})
+        lines = []
+        for key in keys:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"route_deadlines names {key!r}, which is not a route of the app{hint}")
+        shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+        return "; ".join(lines) + f" (its routes: {shown or 'none'})"
+
+    @property
+    def templates(self) -> list[str]:
+        """Every route template, without convertors, sorted."""
+        return sorted(
+            {
+                info.template
+                for e in self._by_route.values()
+                for info in e.infos or ()
+                if info.template
+            }
+        )
+
+    def resolve(self, scope: Mapping[str, Any]) -> RouteInfo:
+        """The route *scope* was matched to; ``routed`` is False before routing or when
+        nothing matched, and the default deadline applies."""
+        route = scope.get("route")
+        entry = None
+        if route is not None:
+            entry = self._by_route.get(id(route))
+            if entry is None:  # added after startup, or below an app the walk cannot see
+                template = getattr(route, "path_format", None) or getattr(route, "path", None)
+                return RouteInfo(template, self.default)
+        else:
+            endpoint = scope.get("endpoint")  # Starlette before scope["route"]
+            if endpoint is None:
+                return self._unrouted
+            entry = self._by_endpoint.get(id(endpoint))
+            if entry is None:
+                return RouteInfo(None, self.default)
+        infos = entry.infos or [RouteInfo(None, self.default)]
+        if entry.patterns is not None:
+            path = scope.get("path", "")
+            # Mounts extend root_path; app_root_path keeps the application's own.
+            root = scope.get("app_root_path", scope.get("root_path", ""))
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            for pattern, info in zip(entry.patterns, infos, strict=True):
+                if pattern.match(path):
+                    return info
+        return infos[0]
