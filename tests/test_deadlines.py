@@ -91,6 +91,14 @@ class Service:
             await anyio.sleep(float(request.query_params.get("s", "0.5")))
             return PlainTextResponse("unbounded")
 
+        @deadline(0.1)
+        async def converts(request: Request) -> PlainTextResponse:
+            try:
+                await anyio.sleep(1)
+            except asyncio.CancelledError:  # a library that wraps the cancellation
+                raise RuntimeError("query interrupted") from None
+            return PlainTextResponse("late")
+
         async def early_error(request: Request) -> PlainTextResponse:
             raise RuntimeError("a bug")
 
@@ -111,6 +119,7 @@ class Service:
                 Route("/stream", stream),
                 Route("/overrun", overrun),
                 Route("/early-error", early_error),
+                Route("/converts", converts),
                 Route("/watch", watch),
                 Route("/unbounded", unbounded),
                 Mount("/health", app=ProbeApp(self.lifecycle, prestop=True)),
@@ -287,6 +296,14 @@ async def test_an_error_once_the_budget_is_spent_is_the_deadlines_504(query: str
         answer = await call(service.app, "/overrun" + query)
     assert answer.status == 504
     assert answer.json()["route"] == "/overrun"
+
+
+async def test_a_cancellation_turned_into_an_error_still_gets_its_504() -> None:
+    service = Service()
+    async with lifespan(service.app):
+        answer = await call(service.app, "/converts")
+    assert answer.status == 504
+    assert answer.json()["route"] == "/converts"
 
 
 async def test_an_error_before_the_deadline_is_left_alone() -> None:

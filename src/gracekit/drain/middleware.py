@@ -37,6 +37,20 @@ def _still_cancelled(task: asyncio.Task[object]) -> bool:
     return False  # pragma: no cover - Python 3.10 counts no cancellation requests
 
 
+async def _absorb_cancellation(task: asyncio.Task[object]) -> bool:
+    """After an error in place of the cancellation gracekit asked for (a library that turned it
+    into an exception of its own, or one raised before it landed): take the cancellation back,
+    and absorb it if it is still to be delivered. False if another cancellation is pending."""
+    if _still_cancelled(task):
+        return False
+    try:
+        await asyncio.sleep(0)  # a cancellation not delivered yet lands here
+    except asyncio.CancelledError:
+        if sys.version_info >= (3, 11) and task.cancelling():
+            raise  # a new one, not ours
+    return True
+
+
 def _route_deadlines(value: Mapping[str, float | None] | None) -> dict[str, float | None]:
     if value is None:
         return {}
@@ -181,12 +195,17 @@ class DrainMiddleware:
                 raise
             await self._cut_short(scope, send, deadline, started)
         except Exception:
-            # A downstream timeout set from the budget, or DeadlineExceeded from a helper: an
-            # error because the budget ran out is the deadline's, and gets its 504.
-            at = deadline.at
-            if started or deadline.cut is not None or at is None or task.get_loop().time() < at:
+            if started:
                 raise
-            deadline.cut = deadline.expiry_reason()
+            if deadline.cut is None:
+                # A downstream timeout set from the budget, or DeadlineExceeded from a helper:
+                # an error because the budget ran out is the deadline's, and gets its 504.
+                at = deadline.at
+                if at is None or task.get_loop().time() < at:
+                    raise
+                deadline.cut = deadline.expiry_reason()
+            elif not await _absorb_cancellation(task):
+                raise  # cancelled by someone else as well: not ours to answer
             await self._cut_short(scope, send, deadline, started)
         finally:
             deactivate(token)
