@@ -7,15 +7,17 @@ middleware read. It runs its background work inside the app's lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import os
 import random
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
@@ -24,11 +26,16 @@ from .drain.inflight import InFlight
 from .drain.sequence import ServerControl, ShutdownHook, ShutdownReport, Termination
 from .drain.timing import ShutdownTiming, grace_period_from_env
 from .errors import LifecycleError
+from .events import otel
+from .events.bus import EventBus, Listener
 from .probes.check import STARTUP_ONLY, Check
 from .probes.conditions import Gate, ProbeResult, StartupTask
 from .probes.looplag import LoopMonitor
 from .probes.runner import CheckState, CheckStatus, run_check
 from .server.signals import attach as attach_signals
+
+if TYPE_CHECKING:
+    from .drain.middleware import RequestObserver
 
 __all__ = ["Lifecycle", "Phase"]
 
@@ -36,6 +43,11 @@ logger = logging.getLogger("gracekit")
 
 DEFAULT_LOOP_LAG_THRESHOLD = 5.0
 DEFAULT_LOOP_LAG_INTERVAL = 0.5
+#: How often readiness is looked at for time-driven changes (staleness, the ready jitter);
+#: checks, gates and phases that change wake the watcher at once.
+READINESS_POLL = 1.0
+#: How long the last events' async listeners may run once the lifecycle has stopped.
+LISTENER_FLUSH = 1.0
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
@@ -111,8 +123,22 @@ class Lifecycle:
         self.handle_signals = bool(handle_signals)
         #: What the drain middleware registers in-flight requests with.
         self.inflight = InFlight()
-        self.termination = Termination(self.timing, self.inflight, on_draining=self.begin_draining)
+        #: Every transition, logged once and handed to the listeners of :meth:`on_event`.
+        self.events = EventBus(phase=lambda: self._phase.value, in_flight=self.inflight.__len__)
+        self.termination = Termination(
+            self.timing, self.inflight, self.events, on_draining=self.begin_draining
+        )
+        #: Told about every request the drain middleware served (metrics), or None.
+        self.request_observer: RequestObserver | None = None
         self._draining: anyio.Event | None = None
+        # Readiness changes become events (see _nudge); set while running.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._evaluation_pending = False
+        self._reported_ready = False
+        self._daemons: list[Callable[[], Awaitable[object]]] = []
+        self._traced = False  # the OpenTelemetry bridge is subscribed
+        self._started_at: float | None = None
 
     # -- registration ---------------------------------------------------------------------
 
@@ -147,7 +173,7 @@ class Lifecycle:
     def gate(self, name: str, *, open: bool = False) -> Gate:
         """Create and register a gate, closed unless *open*."""
         self._claim_name(name, "gate")
-        gate = self._gates[name] = Gate(name, open=open)
+        gate = self._gates[name] = Gate(name, open=open, on_change=self._nudge)
         return gate
 
     @overload
@@ -216,7 +242,8 @@ class Lifecycle:
             raise ValueError("mark_broken() needs a non-empty reason")
         if self._broken is None:
             self._broken = reason
-            logger.error("marked broken: %s", reason)
+            self.events.emit("broken", logging.ERROR, "marked broken: %s", reason, reason=reason)
+            self._nudge()
 
     def begin_draining(self) -> None:
         """Enter the draining phase: readiness fails from now on.
@@ -227,6 +254,7 @@ class Lifecycle:
             self._phase = Phase.DRAINING
             if self._draining is not None:
                 self._draining.set()
+            self._nudge()
 
     @property
     def draining(self) -> bool:
@@ -240,6 +268,40 @@ class Lifecycle:
         if self._draining is None:
             raise LifecycleError("wait_draining() needs the lifecycle to be running")
         await self._draining.wait()
+
+    def on_event(self, listener: Listener) -> Listener:
+        """Call *listener* with every :class:`~gracekit.events.LifecycleEvent` (usable as a
+        decorator). It runs on the event loop and must not block; an async listener is run in
+        the background, bounded by 5 s per event. Its errors are logged, never raised."""
+        self.events.subscribe(listener)
+        return listener
+
+    def add_daemon(self, func: Callable[[], Awaitable[object]]) -> None:
+        """Run ``func()`` in the background for the whole of every run, and cancel it when the
+        lifecycle stops. Unlike :meth:`spawn`, the drain does not wait for it: use it for
+        work that only observes (refreshing metrics), never for work that must finish."""
+        if not callable(func):
+            raise TypeError(f"add_daemon() takes an async function, not {type(func).__name__}")
+        self._ensure_not_running("add a daemon")
+        self._daemons.append(func)
+
+    async def _run_daemon(self, func: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await func()
+        except Exception:
+            logger.exception("daemon %r failed", func)
+
+    def _nudge(self) -> None:
+        """Readiness may have changed: look at it once the current step is done (so that the
+        event comes after the one that caused it). Gates may be opened from worker threads."""
+        loop = self._loop
+        if loop is None or self._evaluation_pending:
+            return
+        self._evaluation_pending = True
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(self._evaluate_readiness)
+        else:
+            loop.call_soon_threadsafe(self._evaluate_readiness)
 
     # -- termination ------------------------------------------------------------------------
 
@@ -411,13 +473,21 @@ class Lifecycle:
         await tg.__aenter__()
         detach: Callable[[], None] | None = None
         try:
+            self._started_at = time.monotonic()
+            self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+            self._reported_ready = self._evaluation_pending = False
+            self._trace_events()
+            self.events.bind(tg)
             tg.start_soon(self.loop_monitor.run)
             for state in self._checks.values():
                 state.passed_once = anyio.Event()
                 if state.ever_passed:
                     state.passed_once.set()
-                tg.start_soon(run_check, state, self._rng)
+                tg.start_soon(run_check, state, self._rng, self._check_flipped)
             tg.start_soon(self._start)
+            tg.start_soon(self._watch_readiness)
+            for daemon in self._daemons:
+                tg.start_soon(self._run_daemon, daemon)
             self._draining = anyio.Event()
             self.termination.start(tg)
             detach = attach_signals(self) if self.handle_signals else None
@@ -433,9 +503,76 @@ class Lifecycle:
                     detach()
                 self._phase = Phase.STOPPED
                 self._running = False
-                tg.cancel_scope.cancel()
-                await tg.__aexit__(None, None, None)
-                logger.info("stopped")
+                try:
+                    self._emit_stopped()
+                    with anyio.move_on_after(LISTENER_FLUSH):
+                        await self.events.flush()
+                finally:
+                    tg.cancel_scope.cancel()
+                    await tg.__aexit__(None, None, None)
+                    self.events.bind(None)
+                    self._loop = None
+
+    def _trace_events(self) -> None:
+        # With opentelemetry-api installed, every event is also a span; no hard dependency.
+        if not self._traced and otel.available():
+            otel.trace_events(self)
+            self._traced = True
+
+    def _emit_stopped(self) -> None:
+        report = self.termination.report
+        fields: dict[str, Any] = {"exit_status": report.exit_status}
+        if self._started_at is not None:
+            fields["uptime_s"] = round(time.monotonic() - self._started_at, 3)
+        if report.started_at is not None:
+            fields["shutdown_s"] = round(time.monotonic() - report.started_at, 3)
+        self.events.emit(
+            "stopped", logging.INFO, "stopped (exit status %d)", report.exit_status, **fields
+        )
+
+    def _evaluate_readiness(self) -> None:
+        """Emit ``ready`` or ``not_ready`` if readiness changed since it was last looked at."""
+        self._evaluation_pending = False
+        result = self.readiness()
+        if result.ok == self._reported_ready:
+            return
+        self._reported_ready = result.ok
+        if result.ok:
+            self.events.emit("ready", logging.INFO, "ready")
+        else:
+            # Expected during a shutdown: that is not a warning.
+            level = logging.INFO if self.draining else logging.WARNING
+            because = "; ".join(result.reasons)
+            self.events.emit("not_ready", level, "not ready: %s", because, reasons=result.reasons)
+
+    async def _watch_readiness(self) -> None:
+        """Look at readiness for the changes that time makes (staleness, the ready jitter);
+        the others (checks, gates, phases) nudge it at once."""
+        while True:
+            self._evaluate_readiness()
+            wait = READINESS_POLL
+            if self._ready_at is not None and self._ready_at > time.monotonic():
+                wait = min(wait, self._ready_at - time.monotonic())  # the ready jitter ends
+            await anyio.sleep(wait)
+
+    def _check_flipped(self, state: CheckState) -> None:
+        name = state.check.name
+        if state.passing:
+            self.events.emit(
+                "check", logging.INFO, "check %s passing", name, check=name, status="pass"
+            )
+        else:
+            self.events.emit(
+                "check",
+                logging.WARNING,
+                "check %s failing: %s",
+                name,
+                state.error,
+                check=name,
+                status="fail",
+                error=state.error,
+            )
+        self._nudge()
 
     def _warn_if_grace_period_short(self) -> None:
         grace_period = grace_period_from_env(os.environ)
@@ -474,7 +611,11 @@ class Lifecycle:
         self._ready_at = time.monotonic() + self._rng.uniform(0, self.ready_jitter)
         if self._phase is Phase.STARTING:
             self._phase = Phase.STARTED
-            logger.info("started")
+            startup = time.monotonic() - (self._started_at or time.monotonic())
+            self.events.emit(
+                "started", logging.INFO, "started in %.3f s", startup, startup_s=round(startup, 3)
+            )
+            self._nudge()
 
     def lifespan(self, lifespan: Lifespan | None = None) -> Lifespan:
         """An ASGI lifespan for Starlette or FastAPI (``lifespan=``) running this lifecycle.

@@ -63,8 +63,8 @@ class RouteInfo:
         template: the route's full path template (``/orders/{order_id}``), or None when no
             route matched (yet).
         budget: its deadline in seconds, or None for no deadline.
-        exempt: True for gracekit's probe endpoints, which never get a deadline (not even a
-            caller's).
+        exempt: True for gracekit's own endpoints (probes, metrics), which never get a deadline
+            (not even a caller's) and are not counted in the request metrics.
     """
 
     template: str | None
@@ -95,11 +95,10 @@ def find_routes(app: Any) -> Sequence[Any] | None:
     return None
 
 
-def _is_probe_app(app: Any) -> bool:
-    from ..probes.endpoints import ProbeApp
-
+def _is_management_app(app: Any) -> bool:
+    """True for gracekit's own endpoints (probes, metrics), through a few wrappers."""
     for _ in range(8):
-        if isinstance(app, ProbeApp):
+        if getattr(app, "gracekit_management", False) is True:
             return True
         app = getattr(app, "app", None)
         if app is None:
@@ -134,14 +133,14 @@ def _walk(routes: Sequence[Any], prefix: str) -> Iterator[tuple[Any, str, bool]]
         if kind == "Mount" or (hasattr(route, "routes") and not hasattr(route, "endpoint")):
             app = getattr(route, "app", None)
             inner = getattr(route, "routes", None) or ()
-            if _is_probe_app(app):
+            if _is_management_app(app):
                 yield route, full, True
             elif inner:
                 yield from _walk(inner, full)
             else:
                 yield route, full, False  # a mounted ASGI app without routes: one route
             continue
-        yield route, full, False
+        yield route, full, _is_management_app(getattr(route, "endpoint", None))
 
 
 def _strip_convertors(template: str) -> str:

@@ -8,7 +8,7 @@ import logging
 import math
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,12 +22,30 @@ from .inflight import current_task
 if TYPE_CHECKING:
     from ..lifecycle import Lifecycle
 
-__all__ = ["DrainMiddleware"]
+__all__ = ["DrainMiddleware", "RequestObserver"]
 
 logger = logging.getLogger("gracekit")
 
 _CONNECTION_CLOSE = (b"connection", b"close")
 _GOING_AWAY = {"type": "websocket.close", "code": 1001, "reason": "server shutting down"}
+
+
+class RequestObserver(Protocol):
+    """Told about each HTTP request the drain middleware served (the metrics are one)."""
+
+    def request_done(
+        self,
+        method: str,
+        route: str | None,
+        status: int,
+        seconds: float,
+        *,
+        after_shutdown: bool,
+        cut: str | None,
+    ) -> None:
+        """*route* is the matched route's template (None: no route matched); *status* what
+        the client got (500 when the app raised); *after_shutdown* True for a request that
+        arrived once the shutdown had started; *cut* why it was cut short, if it was."""
 
 
 def _still_cancelled(task: asyncio.Task[object]) -> bool:
@@ -178,12 +196,15 @@ class DrainMiddleware:
         if bound != math.inf:
             timers.watch(deadline, bound)
         token = activate(deadline)
+        after_shutdown = inflight.closing
         started = False
+        status = 500  # what the client gets when nothing is sent: the server's error
 
         async def send_closing(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 if inflight.closing and scope.get("http_version") in ("1.1", "1.0"):
                     message = {**message, "headers": [*message["headers"], _CONNECTION_CLOSE]}
             await send(message)
@@ -192,8 +213,9 @@ class DrainMiddleware:
             await self.app(scope, receive, send_closing)
         except asyncio.CancelledError:
             if deadline.cut is None or _still_cancelled(task):
+                status = 0  # cancelled from elsewhere (the server's forced exit): not counted
                 raise
-            await self._cut_short(scope, send, deadline, started)
+            status = await self._cut_short(scope, send, deadline, started) or status
         except Exception:
             if started:
                 raise
@@ -205,20 +227,34 @@ class DrainMiddleware:
                     raise
                 deadline.cut = deadline.expiry_reason()
             elif not await _absorb_cancellation(task):
+                status = 0
                 raise  # cancelled by someone else as well: not ours to answer
-            await self._cut_short(scope, send, deadline, started)
+            status = await self._cut_short(scope, send, deadline, started) or status
         finally:
             deactivate(token)
             if deadline.timer is not None:
                 deadline.timer.cancel()
             del requests[task]
             inflight.left()
+            observer = self.lifecycle.request_observer
+            if observer is not None and status:
+                route = deadline.route
+                if not route.exempt:
+                    observer.request_done(
+                        scope["method"],
+                        route.template,
+                        status,
+                        task.get_loop().time() - now,
+                        after_shutdown=after_shutdown,
+                        cut=deadline.cut,
+                    )
 
     async def _cut_short(
         self, scope: Scope, send: Send, deadline: RequestDeadline, started: bool
-    ) -> None:
+    ) -> int | None:
         """End a request cut short by its deadline (504) or by the drain (503), cleanly
-        where that is still possible: a response that has started can only be broken off."""
+        where that is still possible: a response that has started can only be broken off.
+        Returns the status sent, or None when the response could only be broken off."""
         inflight = self._inflight
         if deadline.cut == EXPIRED:
             if started:
@@ -230,17 +266,19 @@ class DrainMiddleware:
                     deadline.route.template or scope.get("path"),
                     deadline.budget or 0.0,
                 )
-                return
+                return None
             inflight.expired += 1
             start, body = self._gateway_timeout(scope, deadline)
         elif started:
             inflight.broken_responses += 1
-            return
+            return None
         else:
             inflight.cut_requests += 1
             start, body = self._unavailable
         await send(start)
         await send(body)
+        status: int = start["status"]
+        return status
 
     def _gateway_timeout(self, scope: Scope, deadline: RequestDeadline) -> tuple[Message, Message]:
         route = deadline.route.template or scope.get("path", "")

@@ -20,6 +20,7 @@ import anyio.abc
 
 from .. import _validate
 from ..errors import LifecycleError
+from ..events.bus import EventBus
 from ..probes.runner import describe_error
 from .inflight import InFlight
 from .timing import ShutdownTiming
@@ -113,10 +114,16 @@ class Termination:
     """Runs the termination sequence of one lifecycle."""
 
     def __init__(
-        self, timing: ShutdownTiming, inflight: InFlight, *, on_draining: Callable[[], None]
+        self,
+        timing: ShutdownTiming,
+        inflight: InFlight,
+        events: EventBus,
+        *,
+        on_draining: Callable[[], None],
     ) -> None:
         self.timing = self._configured = timing
         self.inflight = inflight
+        self.events = events
         self.report = ShutdownReport()
         self.hooks: list[ShutdownHook] = []
         self.server: ServerControl | None = None
@@ -166,10 +173,14 @@ class Termination:
             self._delay = delay
         self.inflight.closing = True
         self._on_draining()
-        logger.info(
+        self.events.emit(
+            "draining",
+            logging.INFO,
             "shutdown started by %s: not ready; serving for %.3g s more, then draining",
             source,
             self._delay,
+            source=source,
+            delay_s=self._delay,
         )
         if self._events is not None:
             self._events.requested.set()
@@ -183,7 +194,7 @@ class Termination:
                 self.server.force_exit()
             return
         self.report.forced = True
-        logger.warning("shutdown forced by %s", source)
+        self.events.emit("forced", logging.WARNING, "shutdown forced by %s", source, source=source)
         if self._events is not None:
             self._events.forced.set()
 
@@ -241,7 +252,15 @@ class Termination:
         if self.server is not None:
             self.server.stop_accepting()
         events.drain_started.set()
-        logger.info("draining %d in flight, %d background", len(self.inflight), len(self._tracked))
+        self.events.emit(
+            "drain",
+            logging.INFO,
+            "draining %d in flight, %d background",
+            len(self.inflight),
+            len(self._tracked),
+            background=len(self._tracked),
+            elapsed_s=round(time.monotonic() - started, 3),
+        )
         timeout = 0.0 if self.report.forced else self.timing.drain_timeout
         drain_at = anyio.current_time() + timeout
         # One deadline mechanism: the drain deadline caps every request's own, so a request
@@ -263,17 +282,28 @@ class Termination:
         if report.cut_requests or report.broken_responses:
             report.drain_timed_out = True
         elapsed = time.monotonic() - started
+        outcome = {
+            "elapsed_s": round(elapsed, 3),
+            "drain_s": round(anyio.current_time() - (drain_at - timeout), 3),
+            "timed_out": report.drain_timed_out,
+            "cut_requests": report.cut_requests,
+            "broken_responses": report.broken_responses,
+            "cancelled_tasks": report.cancelled_tasks,
+        }
         if report.drain_timed_out:
-            logger.warning(
+            self.events.emit(
+                "drained",
+                logging.WARNING,
                 "drain deadline reached after %.3f s: %d requests answered 503, %d responses "
                 "cut, %d background tasks cancelled",
                 elapsed,
                 report.cut_requests,
                 report.broken_responses,
                 report.cancelled_tasks,
+                **outcome,
             )
         else:
-            logger.info("drained in %.3f s", elapsed)
+            self.events.emit("drained", logging.INFO, "drained in %.3f s", elapsed, **outcome)
         events.drained.set()
 
     async def _cut_when_forced(self, events: _Events) -> None:
@@ -308,11 +338,31 @@ class Termination:
             timeout = self.timing.hook_timeout if hook.timeout is None else hook.timeout
             if self.report.forced:
                 timeout = min(timeout, FORCED_HOOK_TIMEOUT)
+            began = time.monotonic()
             try:
                 with anyio.fail_after(timeout):
                     await hook.func()
             except Exception as exc:
                 self.report.failed_hooks.append(hook.name)
-                logger.error("shutdown hook %s failed: %s", hook.name, describe_error(exc))
+                error = describe_error(exc)
+                self.events.emit(
+                    "hook",
+                    logging.ERROR,
+                    "shutdown hook %s failed: %s",
+                    hook.name,
+                    error,
+                    hook=hook.name,
+                    ok=False,
+                    error=error,
+                    elapsed_s=round(time.monotonic() - began, 3),
+                )
             else:
-                logger.info("shutdown hook %s done", hook.name)
+                self.events.emit(
+                    "hook",
+                    logging.INFO,
+                    "shutdown hook %s done",
+                    hook.name,
+                    hook=hook.name,
+                    ok=True,
+                    elapsed_s=round(time.monotonic() - began, 3),
+                )

@@ -20,11 +20,14 @@ logger = logging.getLogger("gracekit")
 class Gate:
     """A named readiness condition the application opens and closes itself ("cache-warm")."""
 
-    __slots__ = ("_open", "name")
+    __slots__ = ("_on_change", "_open", "name")
 
-    def __init__(self, name: str, *, open: bool = False) -> None:
+    def __init__(
+        self, name: str, *, open: bool = False, on_change: Callable[[], None] | None = None
+    ) -> None:
         self.name = _validate.name(name, what="gate name")
         self._open = bool(open)
+        self._on_change = on_change  # the lifecycle's: readiness may have changed
 
     @property
     def is_open(self) -> bool:
@@ -35,12 +38,16 @@ class Gate:
         if not self._open:
             self._open = True
             logger.info("gate %s opened", self.name)
+            if self._on_change is not None:
+                self._on_change()
 
     def close(self) -> None:
         """Hold readiness back until :meth:`open` is called."""
         if self._open:
             self._open = False
             logger.info("gate %s closed", self.name)
+            if self._on_change is not None:
+                self._on_change()
 
     def __repr__(self) -> str:
         return f"Gate({self.name!r}, open={self._open})"

@@ -71,6 +71,9 @@ class ProbeApp:
         ValueError, TypeError: for an unknown policy or a missing or misplaced token.
     """
 
+    #: gracekit's own endpoints: no deadlines, not counted as the app's requests.
+    gracekit_management = True
+
     def __init__(
         self,
         lifecycle: Lifecycle,

@@ -168,8 +168,23 @@ async def run_once(state: CheckState) -> None:
         state.record_success(detail, time.monotonic() - started)
 
 
-async def run_check(state: CheckState, rng: random.Random) -> None:
-    """Run the check forever on its (jittered) interval; cancel the caller to stop it."""
+def _log_flip(state: CheckState) -> None:
+    if state.passing:
+        logger.info("check %s passing", state.check.name)
+    else:
+        logger.warning("check %s failing: %s", state.check.name, state.error)
+
+
+async def run_check(
+    state: CheckState,
+    rng: random.Random,
+    on_flip: Callable[[CheckState], None] = _log_flip,
+) -> None:
+    """Run the check forever on its (jittered) interval; cancel the caller to stop it.
+
+    *on_flip* is called once each time the check starts or stops passing (and after a first
+    run that fails): not on every run.
+    """
     check = state.check
     await anyio.sleep(jittered(check.initial_delay, check.jitter, rng))
     while True:
@@ -177,10 +192,7 @@ async def run_check(state: CheckState, rng: random.Random) -> None:
         was_passing = state.passing
         await run_once(state)
         if state.passing != was_passing or (state.runs == 1 and not state.passing):
-            if state.passing:
-                logger.info("check %s passing", check.name)
-            else:
-                logger.warning("check %s failing: %s", check.name, state.error)
+            on_flip(state)
         if check.probes == STARTUP_ONLY and state.ever_passed:
             return
         next_start = started + jittered(check.interval, check.jitter, rng)

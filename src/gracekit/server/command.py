@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from ..drain.timing import ENVIRONMENT_VARIABLES
 
 __all__ = ["register", "seconds"]
+
+
+#: prometheus_client's directory for values shared by worker processes.
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def seconds(text: str) -> float:
@@ -80,7 +88,31 @@ def _run(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())
     from .serve import serve
 
-    return serve(
+    with _shared_metrics((args.workers or 1) > 1):
+        return _serve(serve, args)
+
+
+@contextlib.contextmanager
+def _shared_metrics(workers: bool) -> Iterator[None]:
+    """With several workers, give prometheus_client a fresh directory to share values through
+    (its multiprocess mode), unless one is set already; it is removed when the server stops."""
+    if not workers or os.environ.get(MULTIPROCESS_VARIABLE):
+        yield
+        return
+    if importlib.util.find_spec("prometheus_client") is None:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="gracekit-metrics-") as directory:
+        os.environ[MULTIPROCESS_VARIABLE] = directory
+        print(f"gracekit: {MULTIPROCESS_VARIABLE}={directory} (metrics shared by the workers)")
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_VARIABLE]
+
+
+def _serve(serve: Any, args: argparse.Namespace) -> int:
+    status: int = serve(
         args.app,
         host=args.host,
         port=args.port,
@@ -92,3 +124,4 @@ def _run(args: argparse.Namespace) -> int:
         factory=args.factory,
         reload=args.reload,
     )
+    return status

@@ -1,0 +1,22 @@
+"""Prometheus metrics for canary analysis and on-call (the ``prometheus`` extra).
+
+::
+
+    from gracekit.metrics import Metrics, MetricsApp
+
+    metrics = Metrics(lifecycle)
+    app.mount("/metrics", MetricsApp(metrics))
+
+``DrainMiddleware`` then counts every request by method, route template and status
+(``http_requests_total``, ``http_request_duration_seconds``), and the lifecycle's events keep
+the ``gracekit_*`` metrics current. See docs/metrics.md for every metric and the queries.
+"""
+
+from __future__ import annotations
+
+from .endpoint import MetricsApp as MetricsApp
+from .prometheus import DEFAULT_BUCKETS as DEFAULT_BUCKETS
+from .prometheus import UNMATCHED as UNMATCHED
+from .prometheus import Metrics as Metrics
+
+__all__ = ["DEFAULT_BUCKETS", "UNMATCHED", "Metrics", "MetricsApp"]
