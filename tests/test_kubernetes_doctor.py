@@ -190,3 +190,25 @@ def test_doctor_as_a_process() -> None:
     assert failing.stdout.endswith("2 Deployments checked: 2 errors, 0 warnings\n")
     assert failing.stdout.count("    why: ") == 2
     assert failing.stdout.count("    fix: ") == 2
+
+
+def test_timing_flags_describe_the_app_without_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", str(GOOD), "--hooks", "4"]) == 0
+    assert capsys.readouterr().out == "1 Deployment checked: no problems found\n"
+    assert main(["doctor", str(GOOD), "--hooks", "4", "--drain-timeout", "30"]) == 1
+    out = capsys.readouterr().out
+    assert "error [grace-period]" in out
+    assert "may take 41 s (preStop 0 + delay 5 + drain 30 + hooks 4 + margin 2)" in out
+
+
+def test_odd_shapes_inside_a_deployment_do_not_break_the_rules(info: AppInfo) -> None:
+    deployment = documents(GOOD)[0].obj
+    spec = deployment["spec"]["template"]["spec"]
+    spec["containers"][0]["command"] = "gracekit run k8s_app:app"  # a string, not a list
+    spec["containers"][0]["env"] = "GRACEKIT_GRACE_PERIOD=31"
+    spec["containers"][0]["livenessProbe"] = ["not", "a", "mapping"]
+    spec["terminationGracePeriodSeconds"] = "31"
+    deployment["spec"]["strategy"] = "fast"
+    findings, _ = diagnose([Document("t", 1, deployment), *documents(GOOD)[1:]], info)
+    # The grace period that is not a number counts as Kubernetes' default of 30 s.
+    assert [f.rule for f in findings] == ["grace-period"]

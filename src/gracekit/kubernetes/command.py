@@ -92,7 +92,7 @@ def register(commands: Any) -> None:
     )
     doctor.add_argument("files", nargs="*", metavar="FILE", help="YAML files ('-': stdin)")
     _app_arguments(doctor, positional=False)
-    _timing_arguments(doctor, "the app's, without --app")
+    _timing_arguments(doctor, "the code's, instead of what the app says")
     doctor.add_argument("--container", help="the container that runs the app")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(handler=_doctor)
@@ -103,7 +103,6 @@ def _info(
 ) -> Any:
     """The app's facts: imported (with *environ* set meanwhile), then changed by the flags;
     with *code_timing*, the timing flags stand for the code's timings."""
-    from ..drain.timing import ShutdownTiming
     from .appinfo import AppInfo, inspect_app, load_app
 
     if args.app is not None:
@@ -123,7 +122,7 @@ def _info(
             if getattr(args, field) is not None
         }
         if timing:
-            changes["timing"] = ShutdownTiming(**{**vars(info.timing), **timing})
+            changes["timing"] = replace(info.timing, **timing)
     return replace(info, **changes) if changes else info
 
 

@@ -91,7 +91,10 @@ def app_container(deployment: Mapping[str, Any], name: str | None) -> tuple[int,
 
 
 def _command(container: Mapping[str, Any]) -> ServerCommand | None:
-    words = [*(container.get("command") or ()), *(container.get("args") or ())]
+    command, args = container.get("command") or [], container.get("args") or []
+    if not isinstance(command, list) or not isinstance(args, list):
+        return None
+    words = [*command, *args]
     return parse_command(words) if all(isinstance(w, (str, int)) for w in words) else None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -49,17 +48,17 @@ def _plural(count: int, word: str) -> str:
 
 
 def as_text(findings: Sequence[Finding], *, checked: int) -> str:
-    """A report for a terminal: one block per finding, then the totals."""
+    """A report for a terminal: a block of four lines per finding, then the totals."""
     lines: list[str] = []
-    wrap = textwrap.TextWrapper(width=100, initial_indent="    ", subsequent_indent="      ")
     for finding in findings:
-        lines.append(
+        # One line each, unwrapped, so that grep finds a whole sentence.
+        lines += [
             f"{finding.source}:{finding.document}: Deployment {finding.deployment}: "
-            f"{finding.severity} [{finding.rule}] {finding.path}"
-        )
-        lines += wrap.wrap(finding.problem)
-        lines += wrap.wrap(f"why: {finding.why}")
-        lines += wrap.wrap(f"fix: {finding.fix}")
+            f"{finding.severity} [{finding.rule}] {finding.path}",
+            f"    {finding.problem}",
+            f"    why: {finding.why}",
+            f"    fix: {finding.fix}",
+        ]
     errors, warnings = _count(findings, ERROR), _count(findings, WARNING)
     summary = f"{_plural(checked, 'Deployment')} checked: "
     if not findings:
