@@ -203,3 +203,32 @@ def test_sigterm_shuts_down_cleanly(postgres_dsn: str, redis_url: str) -> None:
         # A pool or client that failed to close would show up here.
         assert "Traceback" not in log, log
         assert "shutdown failed" not in log, log
+
+
+def test_prestop_endpoint_drains_and_the_pool_closes_in_a_hook(
+    postgres_dsn: str, redis_url: str
+) -> None:
+    token = "orders-prestop-test-token"
+    env = {**orders_env(postgres_dsn, redis_url), "ORDERS_PRESTOP_TOKEN": token}
+    with run_uvicorn(
+        "app:app",
+        app_dir=APP_DIR,
+        env=env,
+        ready_path="/health/ready",
+        start_timeout=START_TIMEOUT,
+        launcher="gracekit",  # as the Dockerfile runs it; it also prints gracekit's log lines
+    ) as server:
+        refused = httpx.post(server.url + "/health/prestop", timeout=5)
+        assert refused.status_code == 401
+        assert httpx.get(server.url + "/health/ready", timeout=5).status_code == 200
+        # The hook returns once the shutdown delay (5 s) is over; readiness fails meanwhile.
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            response = http.get("/health/prestop", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.text
+        assert response.text == "draining\n"
+        returncode = server.process.wait(timeout=30)
+        log = server.log()
+        assert returncode == 0, log  # gracekit run: a clean shutdown
+        assert "shutdown started by preStop" in log, log
+        assert "shutdown hook close-pool done" in log, log
+        assert "Traceback" not in log, log

@@ -6,12 +6,17 @@ Settings come from the environment, read once in :meth:`Settings.from_env`:
   ORDERS_DATABASE_URL  asyncpg DSN      (default postgresql://postgres@127.0.0.1:5432/test)
   ORDERS_REDIS_URL     redis URL        (default redis://127.0.0.1:6379/0)
   ORDERS_PROBE_TOKEN   optional bearer token that unlocks error texts in ``?verbose`` probes
+  ORDERS_PRESTOP_TOKEN optional bearer token; when set, /health/prestop serves a Kubernetes
+                       preStop ``httpGet`` hook that must send it (see k8s/deployment.yaml)
 
 Routes:
   POST /orders          {"item": str, "quantity": int > 0} -> 201 with the stored order
   GET  /orders/{id}     -> the order, or 404
   GET  /orders          -> the latest 50 orders, newest first
   GET  /health/startup, /health/live, /health/ready, /health/ready/NAME  (gracekit)
+  GET  /health/prestop  (with ORDERS_PRESTOP_TOKEN: starts the graceful shutdown)
+
+In a container it runs as ``gracekit run app:app --host 0.0.0.0 --port 8000`` (see Dockerfile).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from fastapi import FastAPI, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
-from gracekit import Lifecycle, ProbeApp
+from gracekit import DrainMiddleware, Lifecycle, ProbeApp
 from gracekit.checks import postgres_check, redis_check
 
 __all__ = ["Settings", "Store", "app", "create_app", "create_lifecycle"]
@@ -42,8 +47,9 @@ COUNT_KEY = "orders_example:count"
 LATEST_LIMIT = 50
 #: The largest value of the int columns: bigger numbers are rejected (422), not sent (500).
 MAX_INT4 = 2**31 - 1
-#: How long shutdown waits for borrowed connections to come back before cutting them.
-POOL_CLOSE_TIMEOUT = 10.0
+#: How long shutdown waits for borrowed connections to come back before cutting them; the
+#: shutdown hook that closes the pool is bounded a second later, so it never times out.
+POOL_CLOSE_TIMEOUT = 4.0
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS orders_example (
@@ -63,6 +69,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
     probe_token: str | None = None
+    prestop_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -71,11 +78,12 @@ class Settings:
             database_url=environ.get("ORDERS_DATABASE_URL", DEFAULT_DATABASE_URL),
             redis_url=environ.get("ORDERS_REDIS_URL", DEFAULT_REDIS_URL),
             probe_token=environ.get("ORDERS_PROBE_TOKEN") or None,
+            prestop_token=environ.get("ORDERS_PRESTOP_TOKEN") or None,
         )
 
     def __repr__(self) -> str:
         # DSNs can carry passwords; the token is a secret.
-        return "Settings(database_url=..., redis_url=..., probe_token=...)"
+        return "Settings(database_url=..., redis_url=..., probe_token=..., prestop_token=...)"
 
 
 class NewOrder(BaseModel):
@@ -122,23 +130,30 @@ class Store:
 
     @asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
-        """Open the pool and the table; close the pool and the Redis client at shutdown."""
+        """Open the pool and the table; close the pool (unless the shutdown hook did) and the
+        Redis client at shutdown."""
         try:
             pool = await asyncpg.create_pool(
                 self._database_url, min_size=1, max_size=10, timeout=5.0, command_timeout=5.0
             )
+            self.pool = pool
             try:
                 await _create_table(pool)
-                self.pool = pool
                 yield
             finally:
-                self.pool = None
-                with anyio.move_on_after(POOL_CLOSE_TIMEOUT, shield=True) as scope:
-                    await pool.close()
-                if scope.cancelled_caught:
-                    pool.terminate()
+                await self.close_pool()
         finally:
             await self.redis.aclose()
+
+    async def close_pool(self) -> None:
+        """Close the pool within ``POOL_CLOSE_TIMEOUT``, then cut what is left; at most once."""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        with anyio.move_on_after(POOL_CLOSE_TIMEOUT, shield=True) as scope:
+            await pool.close()
+        if scope.cancelled_caught:
+            pool.terminate()
 
     async def warm_cache(self) -> None:
         count = await self.require_pool().fetchval("SELECT count(*) FROM orders_example")
@@ -182,6 +197,9 @@ def create_lifecycle(store: Store) -> Lifecycle:
         cache_warm.open()
 
     lifecycle.startup_task(warm_cache, timeout=10.0)
+    # Closing the pool is a shutdown hook, so the grace period counts its bound (gracekit
+    # does not bound the app's own lifespan, which closes it only if the hook did not run).
+    lifecycle.on_shutdown(store.close_pool, name="close-pool", timeout=POOL_CLOSE_TIMEOUT + 1)
     return lifecycle
 
 
@@ -190,10 +208,13 @@ def create_app(settings: Settings) -> FastAPI:
     store = Store(settings)
     lifecycle = create_lifecycle(store)
     app = FastAPI(title="orders example", lifespan=lifecycle.lifespan(store.lifespan))
-    if settings.probe_token is None:
-        probes = ProbeApp(lifecycle)
-    else:
-        probes = ProbeApp(lifecycle, details="token", token=settings.probe_token)
+    probes = ProbeApp(
+        lifecycle,
+        details="never" if settings.probe_token is None else "token",
+        token=settings.probe_token,
+        prestop=settings.prestop_token is not None,
+        prestop_token=settings.prestop_token,
+    )
     app.mount("/health", probes)
 
     @app.post("/orders", status_code=201)
@@ -211,6 +232,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def latest_orders() -> list[Order]:
         return await store.latest()
 
+    # Added last, so it is the outermost middleware and sees every request from start to end.
+    app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
     return app
 
 

@@ -1,0 +1,250 @@
+"""Building Kubernetes objects (plain dicts) that match a gracekit app.
+
+Every number comes from the app: the probe paths from where its ``ProbeApp`` is mounted, the
+startup budget from its startup work, the liveness tolerance from its loop-lag threshold, the
+readiness period and threshold from its checks, and ``terminationGracePeriodSeconds`` from its
+shutdown timings and hooks (:class:`~gracekit.kubernetes.timing.Budget`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..drain.timing import ENVIRONMENT_VARIABLES, GRACE_PERIOD_VARIABLE
+from .appinfo import AppInfo
+from .errors import InputError
+from .timing import STARTUP_PERIOD, Budget, effective_timing, startup_failure_threshold
+
+__all__ = ["OBJECTS", "PRESTOP_MODES", "ManifestOptions", "budget_of", "build_manifest"]
+
+PRESTOP_MODES = ("auto", "http", "sleep", "exec-sleep", "none")
+OBJECTS = ("deployment", "service", "pdb")
+_KINDS = {
+    "deployment": ("apps/v1", "Deployment"),
+    "service": ("v1", "Service"),
+    "pdb": ("policy/v1", "PodDisruptionBudget"),
+}
+
+PORT_NAME = "http"
+LIVENESS_PERIOD, LIVENESS_TIMEOUT, LIVENESS_FAILURES = 10, 2, 3
+READINESS_PERIOD, READINESS_TIMEOUT, READINESS_FAILURES = 5, 1, 2
+
+
+@dataclass(frozen=True)
+class ManifestOptions:
+    """What the app cannot say about its deployment.
+
+    Parameters:
+        name: the name of the container and of the Deployment, Service and PDB.
+        image: the container image (default ``NAME:latest``).
+        app: ``MODULE:APP`` for the container's ``gracekit run`` command; None leaves the
+            command to the image.
+        port: the port the server listens on.
+        prestop: ``"http"`` (gracekit's preStop endpoint), ``"sleep"`` (the sleep action,
+            Kubernetes 1.30+), ``"exec-sleep"`` (``sleep`` in the image), ``"none"``, or
+            ``"auto"``: ``http`` when the app serves the endpoint, else ``none``.
+        prestop_token: the bearer token the HTTP hook sends.
+        delay, drain_timeout, hook_timeout: timings to run with instead of the code's; they
+            are set as ``GRACEKIT_*`` variables in the container.
+        startup_budget: seconds the startup probe allows (default from the startup work).
+        replicas: the Deployment's replica count.
+        cpu, memory: resource requests.
+        objects: which of ``deployment``, ``service``, ``pdb`` to build; none: a pod spec
+            fragment to paste under ``spec.template.spec``.
+    """
+
+    name: str = "app"
+    image: str | None = None
+    app: str | None = None
+    port: int = 8000
+    prestop: str = "auto"
+    prestop_token: str | None = None
+    delay: float | None = None
+    drain_timeout: float | None = None
+    hook_timeout: float | None = None
+    startup_budget: float | None = None
+    replicas: int = 3
+    cpu: str | None = None
+    memory: str | None = None
+    objects: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.prestop not in PRESTOP_MODES:
+            raise ValueError(f"prestop must be one of {PRESTOP_MODES}, got {self.prestop!r}")
+        unknown = set(self.objects) - set(OBJECTS)
+        if unknown:
+            raise ValueError(f"unknown objects {sorted(unknown)}: choose from {OBJECTS}")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be in 1..65535, got {self.port!r}")
+        if self.replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {self.replicas!r}")
+
+
+def _prestop_mode(info: AppInfo, options: ManifestOptions) -> str:
+    if options.prestop == "auto":
+        return "http" if info.serves_prestop else "none"
+    if options.prestop == "http" and info.source is not None and not info.serves_prestop:
+        raise InputError(
+            f"{info.source} does not serve {info.health_path}/prestop: mount "
+            "ProbeApp(lifecycle, prestop=True, prestop_token=...), or choose another --prestop"
+        )
+    return options.prestop
+
+
+def _environment(options: ManifestOptions, mode: str) -> dict[str, str]:
+    """The ``GRACEKIT_*`` variables the container needs (the grace period comes later)."""
+    env: dict[str, str] = {}
+    for field in ("delay", "drain_timeout", "hook_timeout"):
+        value = getattr(options, field)
+        if value is not None:
+            env[ENVIRONMENT_VARIABLES[field]] = f"{value:g}"
+    if mode in ("sleep", "exec-sleep"):
+        env[ENVIRONMENT_VARIABLES["delay"]] = "0"  # the hook spends the delay: not twice
+    return env
+
+
+def budget_of(info: AppInfo, options: ManifestOptions) -> Budget:
+    """What the grace period must cover for the container these options describe."""
+    mode = _prestop_mode(info, options)
+    planned = effective_timing(info.timing, _environment(options, "none"))
+    sleep = float(math.ceil(planned.delay)) if mode in ("sleep", "exec-sleep") else 0.0
+    timing = effective_timing(info.timing, _environment(options, mode))
+    return Budget(timing, info.hooks_total(timing), prestop=sleep)
+
+
+def _http(path: str) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": PORT_NAME}}
+
+
+def _probes(info: AppInfo, options: ManifestOptions) -> dict[str, Any]:
+    if info.health_path is None:
+        raise InputError(
+            f"{info.source} mounts no ProbeApp: there is nothing for the probes to ask; "
+            'mount one (app.mount("/health", ProbeApp(lifecycle)))'
+        )
+    base = info.health_path.rstrip("/")
+    # A live process may stall its loop up to the lag threshold: liveness must outlast that.
+    liveness_failures = max(
+        LIVENESS_FAILURES,
+        math.ceil((info.loop_lag_threshold - LIVENESS_TIMEOUT) / LIVENESS_PERIOD) + 1,
+    )
+    gating = [c for c in info.checks if "readiness" in c.probes]
+    period = READINESS_PERIOD
+    failures = READINESS_FAILURES
+    if gating:
+        # Probing slower than the checks run only adds delay; damping belongs in one place,
+        # and a check with a failure_threshold above 1 already damps.
+        period = max(1, min(READINESS_PERIOD, math.floor(min(c.interval for c in gating))))
+        if any(c.failure_threshold > 1 for c in gating):
+            failures = 1
+    return {
+        "startupProbe": {
+            **_http(f"{base}/startup"),
+            "periodSeconds": STARTUP_PERIOD,
+            "timeoutSeconds": 1,
+            "failureThreshold": startup_failure_threshold(
+                info.startup_work(), budget=options.startup_budget
+            ),
+        },
+        "livenessProbe": {
+            **_http(f"{base}/live"),
+            "periodSeconds": LIVENESS_PERIOD,
+            "timeoutSeconds": LIVENESS_TIMEOUT,
+            "failureThreshold": liveness_failures,
+        },
+        "readinessProbe": {
+            **_http(f"{base}/ready"),
+            "periodSeconds": period,
+            "timeoutSeconds": READINESS_TIMEOUT,
+            "failureThreshold": failures,
+            "successThreshold": 1,
+        },
+    }
+
+
+def _prestop(info: AppInfo, options: ManifestOptions, mode: str, sleep: float) -> dict[str, Any]:
+    if mode == "sleep":
+        return {"sleep": {"seconds": int(sleep)}}
+    if mode == "exec-sleep":
+        return {"exec": {"command": ["sleep", str(int(sleep))]}}
+    if info.prestop_protected and options.prestop_token is None:
+        raise InputError(
+            f"{info.source}'s preStop endpoint needs a bearer token: pass --prestop-token "
+            "(the value of the app's prestop_token)"
+        )
+    get: dict[str, Any] = {
+        "path": f"{(info.health_path or '').rstrip('/')}/prestop",
+        "port": PORT_NAME,
+    }
+    if options.prestop_token is not None:
+        get["httpHeaders"] = [{"name": "Authorization", "value": f"Bearer {options.prestop_token}"}]
+    return {"httpGet": get}
+
+
+def _pod_spec(info: AppInfo, options: ManifestOptions) -> dict[str, Any]:
+    mode = _prestop_mode(info, options)
+    budget = budget_of(info, options)
+    grace = budget.grace_period()
+    env = {GRACE_PERIOD_VARIABLE: str(grace), **_environment(options, mode)}
+    container: dict[str, Any] = {
+        "name": options.name,
+        "image": options.image or f"{options.name}:latest",
+    }
+    if options.app is not None:
+        container["command"] = [
+            "gracekit", "run", options.app, "--host", "0.0.0.0", "--port", str(options.port),
+        ]  # fmt: skip
+    container["ports"] = [{"name": PORT_NAME, "containerPort": options.port}]
+    container["env"] = [{"name": name, "value": value} for name, value in env.items()]
+    requests = {k: v for k, v in (("cpu", options.cpu), ("memory", options.memory)) if v}
+    if requests:
+        container["resources"] = {"requests": requests}
+    container.update(_probes(info, options))
+    if mode != "none":
+        container["lifecycle"] = {"preStop": _prestop(info, options, mode, budget.prestop)}
+    return {"terminationGracePeriodSeconds": grace, "containers": [container]}
+
+
+def build_manifest(info: AppInfo, options: ManifestOptions | None = None) -> list[dict[str, Any]]:
+    """The objects for *info*'s app: a pod spec fragment, or the Deployment, Service and
+    PodDisruptionBudget that ``options.objects`` names, in that order.
+
+    Raises:
+        InputError: the app cannot be probed (no ProbeApp), or the options ask for what it
+            does not serve (``prestop="http"`` without the endpoint, or without its token).
+    """
+    options = options or ManifestOptions()
+    pod_spec = _pod_spec(info, options)
+    if not options.objects:
+        return [pod_spec]
+    labels = {"app.kubernetes.io/name": options.name}
+    specs = {
+        "deployment": {
+            "replicas": options.replicas,
+            # One new pod at a time, and no old one stops before its successor is ready:
+            # capacity never drops below the replica count.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "selector": {"matchLabels": dict(labels)},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        },
+        "service": {
+            "selector": dict(labels),
+            "ports": [{"name": PORT_NAME, "port": 80, "targetPort": PORT_NAME}],
+        },
+        "pdb": {"maxUnavailable": 1, "selector": {"matchLabels": dict(labels)}},
+    }
+    return [
+        {
+            "apiVersion": _KINDS[name][0],
+            "kind": _KINDS[name][1],
+            "metadata": {"name": options.name, "labels": dict(labels)},
+            "spec": specs[name],
+        }
+        for name in OBJECTS
+        if name in options.objects
+    ]
