@@ -7,13 +7,11 @@ middleware read. It runs its background work inside the app's lifespan.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import os
 import random
 import signal
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -28,10 +26,12 @@ from .drain.timing import ShutdownTiming, grace_period_from_env
 from .errors import LifecycleError
 from .events import otel
 from .events.bus import EventBus, Listener
-from .probes.check import STARTUP_ONLY, Check
+from .probes.check import Check
 from .probes.conditions import Gate, ProbeResult, StartupTask
 from .probes.looplag import LoopMonitor
 from .probes.runner import CheckState, CheckStatus, run_check
+from .probes.transitions import ReadinessWatcher, check_flipped
+from .probes.verdicts import liveness_verdict, readiness_verdict, startup_verdict
 from .server.signals import attach as attach_signals
 
 if TYPE_CHECKING:
@@ -43,9 +43,6 @@ logger = logging.getLogger("gracekit")
 
 DEFAULT_LOOP_LAG_THRESHOLD = 5.0
 DEFAULT_LOOP_LAG_INTERVAL = 0.5
-#: How often readiness is looked at for time-driven changes (staleness, the ready jitter);
-#: checks, gates and phases that change wake the watcher at once.
-READINESS_POLL = 1.0
 #: How long the last events' async listeners may run once the lifecycle has stopped.
 LISTENER_FLUSH = 1.0
 
@@ -131,11 +128,12 @@ class Lifecycle:
         #: Told about every request the drain middleware served (metrics), or None.
         self.request_observer: RequestObserver | None = None
         self._draining: anyio.Event | None = None
-        # Readiness changes become events (see _nudge); set while running.
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._evaluation_pending = False
-        self._reported_ready = False
+        self._readiness_events = ReadinessWatcher(
+            readiness=self.readiness,
+            events=self.events,
+            draining=lambda: self.draining,
+            ready_at=lambda: self._ready_at,
+        )
         self._daemons: list[Callable[[], Awaitable[object]]] = []
         self._traced = False  # the OpenTelemetry bridge is subscribed
         self._started_at: float | None = None
@@ -292,16 +290,7 @@ class Lifecycle:
             logger.exception("daemon %r failed", func)
 
     def _nudge(self) -> None:
-        """Readiness may have changed: look at it once the current step is done (so that the
-        event comes after the one that caused it). Gates may be opened from worker threads."""
-        loop = self._loop
-        if loop is None or self._evaluation_pending:
-            return
-        self._evaluation_pending = True
-        if threading.get_ident() == self._loop_thread:
-            loop.call_soon(self._evaluate_readiness)
-        else:
-            loop.call_soon_threadsafe(self._evaluate_readiness)
+        self._readiness_events.nudge()
 
     # -- termination ------------------------------------------------------------------------
 
@@ -393,67 +382,31 @@ class Lifecycle:
 
     def startup(self) -> ProbeResult:
         """Has startup succeeded? Once it has, it stays passed."""
-        if self._ready_at is not None:
-            return ProbeResult(True, "pass")
-        reasons = [
-            f"startup task {t.name}: {t.status.value}"
-            for t in self._startup_tasks.values()
-            if t.status is not CheckStatus.PASS
-        ]
-        reasons += [
-            f"check {s.check.name}: not passed yet"
-            for s in self._checks.values()
-            if "startup" in s.check.probes and not s.ever_passed
-        ]
-        if not self._running:
-            reasons.insert(0, "not running")
-        elif not reasons:
-            reasons.append("starting")
-        return ProbeResult(False, "fail", reasons)
+        return startup_verdict(
+            passed=self._ready_at is not None,
+            running=self._running,
+            tasks=self._startup_tasks.values(),
+            checks=self._checks.values(),
+        )
 
     def liveness(self) -> ProbeResult:
         """Can the process make progress? Never looks at shared dependencies."""
-        reasons = []
-        if self._broken is not None:
-            reasons.append("broken")
         lag = self.loop_monitor.lag(time.monotonic())
-        if lag > self.loop_lag_threshold:
-            reasons.append(f"event loop lag {lag:.3f} s > {self.loop_lag_threshold:g} s")
-        return ProbeResult(not reasons, "fail" if reasons else "pass", reasons)
+        return liveness_verdict(broken=self._broken, lag=lag, threshold=self.loop_lag_threshold)
 
     def readiness(self, *, exclude: Collection[str] = ()) -> ProbeResult:
         """Should this pod receive traffic now? Checks and gates named in *exclude* are
         ignored. A failing informational check makes the answer "degraded", still ready."""
-        now = time.monotonic()
-        reasons = []
-        if self._phase is not Phase.STARTED:
-            reasons.append(f"phase {self._phase.value}")
-            if not self._running and self._phase is Phase.STARTING:
-                reasons.append("not running: is the lifecycle's lifespan installed?")
-        elif self._ready_at is not None and now < self._ready_at:
-            reasons.append(f"ready jitter: {self._ready_at - now:.3f} s left")
-        if self._broken is not None:
-            reasons.append("broken")
-        informational = []
-        for state in self._checks.values():
-            probes = state.check.probes
-            if probes == STARTUP_ONLY or state.check.name in exclude:
-                continue  # a startup-only check has had its say at startup
-            status = state.status(now)
-            if status is CheckStatus.PASS:
-                continue
-            if probes:
-                reasons.append(f"check {state.check.name}: {status.value}")
-            else:
-                informational.append(f"check {state.check.name}: {status.value} (informational)")
-        reasons += [
-            f"gate {g.name}: closed"
-            for g in self._gates.values()
-            if not g.is_open and g.name not in exclude
-        ]
-        if reasons:
-            return ProbeResult(False, "fail", reasons + informational)
-        return ProbeResult(True, "degraded" if informational else "pass", informational)
+        return readiness_verdict(
+            phase=self._phase.value,
+            running=self._running,
+            ready_at=self._ready_at,
+            broken=self._broken,
+            checks=self._checks.values(),
+            gates=self._gates.values(),
+            exclude=exclude,
+            now=time.monotonic(),
+        )
 
     # -- running ----------------------------------------------------------------------------
 
@@ -474,8 +427,6 @@ class Lifecycle:
         detach: Callable[[], None] | None = None
         try:
             self._started_at = time.monotonic()
-            self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
-            self._reported_ready = self._evaluation_pending = False
             self._trace_events()
             self.events.bind(tg)
             tg.start_soon(self.loop_monitor.run)
@@ -485,7 +436,7 @@ class Lifecycle:
                     state.passed_once.set()
                 tg.start_soon(run_check, state, self._rng, self._check_flipped)
             tg.start_soon(self._start)
-            tg.start_soon(self._watch_readiness)
+            tg.start_soon(self._readiness_events.run)
             for daemon in self._daemons:
                 tg.start_soon(self._run_daemon, daemon)
             self._draining = anyio.Event()
@@ -511,7 +462,6 @@ class Lifecycle:
                     tg.cancel_scope.cancel()
                     await tg.__aexit__(None, None, None)
                     self.events.bind(None)
-                    self._loop = None
 
     def _trace_events(self) -> None:
         # With opentelemetry-api installed, every event is also a span; no hard dependency.
@@ -530,48 +480,8 @@ class Lifecycle:
             "stopped", logging.INFO, "stopped (exit status %d)", report.exit_status, **fields
         )
 
-    def _evaluate_readiness(self) -> None:
-        """Emit ``ready`` or ``not_ready`` if readiness changed since it was last looked at."""
-        self._evaluation_pending = False
-        result = self.readiness()
-        if result.ok == self._reported_ready:
-            return
-        self._reported_ready = result.ok
-        if result.ok:
-            self.events.emit("ready", logging.INFO, "ready")
-        else:
-            # Expected during a shutdown: that is not a warning.
-            level = logging.INFO if self.draining else logging.WARNING
-            because = "; ".join(result.reasons)
-            self.events.emit("not_ready", level, "not ready: %s", because, reasons=result.reasons)
-
-    async def _watch_readiness(self) -> None:
-        """Look at readiness for the changes that time makes (staleness, the ready jitter);
-        the others (checks, gates, phases) nudge it at once."""
-        while True:
-            self._evaluate_readiness()
-            wait = READINESS_POLL
-            if self._ready_at is not None and self._ready_at > time.monotonic():
-                wait = min(wait, self._ready_at - time.monotonic())  # the ready jitter ends
-            await anyio.sleep(wait)
-
     def _check_flipped(self, state: CheckState) -> None:
-        name = state.check.name
-        if state.passing:
-            self.events.emit(
-                "check", logging.INFO, "check %s passing", name, check=name, status="pass"
-            )
-        else:
-            self.events.emit(
-                "check",
-                logging.WARNING,
-                "check %s failing: %s",
-                name,
-                state.error,
-                check=name,
-                status="fail",
-                error=state.error,
-            )
+        check_flipped(self.events, state)
         self._nudge()
 
     def _warn_if_grace_period_short(self) -> None:

@@ -169,8 +169,8 @@ class Metrics:
             self.phase.labels(name)
         for state in ("ready", "not_ready"):
             self.ready_transitions.labels(state)
-        self._request_children: dict[tuple[str, str | None, int], Any] = {}
-        self._duration_children: dict[tuple[str, str | None], Any] = {}
+        # Per (method, route, status): the bound methods that record a request (found once).
+        self._children: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
         lifecycle.request_observer = self
         lifecycle.on_event(self._on_event)
         lifecycle.add_daemon(self._refresh_often)
@@ -191,17 +191,12 @@ class Metrics:
         """Count one request (called by the drain middleware)."""
         if method not in _METHODS:
             method = "other"  # clients choose methods: they must not choose label values
-        key = (method, route, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self.requests.labels(method, route or UNMATCHED, str(status))
-            self._request_children[key] = counter
-        counter.inc()
-        histogram = self._duration_children.get((method, route))
-        if histogram is None:
-            histogram = self.duration.labels(method, route or UNMATCHED)
-            self._duration_children[method, route] = histogram
-        histogram.observe(seconds)
+        record = self._children.get((method, route, status))
+        if record is None:
+            record = self._children[method, route, status] = self._child(method, route, status)
+        count, observe = record
+        count()
+        observe(seconds)
         if after_shutdown:
             self.after_shutdown.inc()
         if cut is not None:
@@ -209,6 +204,12 @@ class Metrics:
                 self.expired.labels(route or UNMATCHED).inc()
             else:
                 self.cut.labels("forced" if "forced" in cut else "drain").inc()
+
+    def _child(self, method: str, route: str | None, status: int) -> tuple[Any, Any]:
+        label = route or UNMATCHED
+        counter = self.requests.labels(method, label, str(status))
+        histogram = self.duration.labels(method, label)
+        return counter.inc, histogram.observe
 
     # -- the lifecycle ---------------------------------------------------------------------
 
