@@ -113,6 +113,28 @@ def test_orders_rejects_bad_input_and_unknown_ids(orders: Server, item: str) -> 
         assert not [o for o in http.get("/orders").json() if o["item"] == item]
 
 
+def test_metrics_count_requests_by_route_template(orders: Server, item: str) -> None:
+    def count(text: str, route: str, status: str) -> float:
+        wanted = (f'route="{route}"', f'status="{status}"', 'method="GET"')
+        for line in text.splitlines():
+            if line.startswith("http_requests_total{") and all(w in line for w in wanted):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    with httpx.Client(base_url=orders.url, timeout=5) as http:
+        before = http.get("/metrics").text
+        created = http.post("/orders", json={"item": item, "quantity": 1}).json()
+        for _ in range(3):
+            assert http.get(f"/orders/{created['id']}").status_code == 200
+        assert http.get(f"/orders/{2**31 - 2}").status_code == 404
+        after = http.get("/metrics")
+    assert after.headers["content-type"].startswith("text/plain")
+    route = "/orders/{order_id}"
+    assert count(after.text, route, "200") - count(before, route, "200") == 3
+    assert count(after.text, route, "404") - count(before, route, "404") == 1
+    assert f"/orders/{created['id']}" not in after.text, "the template, never the raw path"
+
+
 def test_probes_report_startup_checks_and_gate(orders: Server, redis_url: str) -> None:
     status, startup = probe(orders, "/health/startup?verbose")
     assert status == 200, startup

@@ -46,3 +46,5 @@ async def test_the_quickstart_runs_as_written(
         report = (await http.get("/health/ready?verbose")).json()
         assert report["gates"] == {"cache-warm": "open"}
         assert report["checks"]["postgres"]["status"] == "pass"
+        scrape = (await http.get("/metrics")).text
+        assert 'http_requests_total{method="GET",route="/",status="200"} 1.0' in scrape

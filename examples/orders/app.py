@@ -14,6 +14,9 @@ Routes:
   GET  /orders/{id}     -> the order, or 404
   GET  /orders          -> the latest 50 orders, newest first
   GET  /health/startup, /health/live, /health/ready, /health/ready/NAME  (gracekit)
+  GET  /metrics         -> Prometheus metrics (gracekit: requests by route, the lifecycle)
+
+Every request has a 10 s deadline (REQUEST_DEADLINE): past it the client gets a 504.
   GET  /health/prestop  (with ORDERS_PRESTOP_TOKEN: starts the graceful shutdown)
 
 In a container it runs as ``gracekit run app:app --host 0.0.0.0 --port 8000`` (see Dockerfile).
@@ -31,11 +34,13 @@ from typing import Annotated
 import anyio
 import asyncpg
 from fastapi import FastAPI, HTTPException, Path
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from gracekit import DrainMiddleware, Lifecycle, ProbeApp
 from gracekit.checks import postgres_check, redis_check
+from gracekit.metrics import Metrics, MetricsApp
 
 __all__ = ["Settings", "Store", "app", "create_app", "create_lifecycle"]
 
@@ -47,6 +52,8 @@ COUNT_KEY = "orders_example:count"
 LATEST_LIMIT = 50
 #: The largest value of the int columns: bigger numbers are rejected (422), not sent (500).
 MAX_INT4 = 2**31 - 1
+#: Every request's deadline, in seconds: past it the client gets a 504 and the query is cancelled.
+REQUEST_DEADLINE = 10.0
 #: How long shutdown waits for borrowed connections to come back before cutting them; the
 #: shutdown hook that closes the pool is bounded a second later, so it never times out.
 POOL_CLOSE_TIMEOUT = 4.0
@@ -216,6 +223,8 @@ def create_app(settings: Settings) -> FastAPI:
         prestop_token=settings.prestop_token,
     )
     app.mount("/health", probes)
+    # A registry per app instance (tests build several); Prometheus scrapes /metrics.
+    app.add_route("/metrics", MetricsApp(Metrics(lifecycle, registry=CollectorRegistry())))
 
     @app.post("/orders", status_code=201)
     async def create_order(order: NewOrder) -> Order:
@@ -233,7 +242,7 @@ def create_app(settings: Settings) -> FastAPI:
         return await store.latest()
 
     # Added last, so it is the outermost middleware and sees every request from start to end.
-    app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
+    app.add_middleware(DrainMiddleware, lifecycle=lifecycle, deadline=REQUEST_DEADLINE)
     return app
 
 
