@@ -122,7 +122,7 @@ class Service:
                 Route("/converts", converts),
                 Route("/watch", watch),
                 Route("/unbounded", unbounded),
-                Mount("/health", app=ProbeApp(self.lifecycle, prestop=True)),
+                Mount("/health", app=ProbeApp(self.lifecycle, prestop=True, prestop_token="t")),
             ],
             lifespan=self.lifecycle.lifespan(),
         )
@@ -320,7 +320,9 @@ async def test_probe_endpoints_are_exempt() -> None:
     service.lifecycle.termination.use_timing(ShutdownTiming(delay=0.5, drain_timeout=0.5))
     async with lifespan(service.app):
         answer, elapsed = await timed(
-            service.app, "/health/prestop", headers=[(b"x-gracekit-budget-ms", b"1")]
+            service.app,
+            "/health/prestop",
+            headers=[(b"x-gracekit-budget-ms", b"1"), (b"authorization", b"Bearer t")],
         )
     assert answer.status == 200
     assert answer.body == b"draining\n"

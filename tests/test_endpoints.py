@@ -332,8 +332,8 @@ async def test_served_standalone_it_answers_lifespan_and_refuses_websockets() ->
 def test_probe_app_says_whether_it_serves_a_protected_prestop() -> None:
     lifecycle = Lifecycle()
     plain_app = ProbeApp(lifecycle)
-    open_app = ProbeApp(lifecycle, prestop=True)
     protected = ProbeApp(lifecycle, prestop=True, prestop_token="s3cret")
     assert (plain_app.serves_prestop, plain_app.prestop_protected) == (False, False)
-    assert (open_app.serves_prestop, open_app.prestop_protected) == (True, False)
     assert (protected.serves_prestop, protected.prestop_protected) == (True, True)
+    with pytest.raises(ValueError, match="needs a token on the application's port"):
+        ProbeApp(lifecycle, prestop=True)

@@ -51,14 +51,14 @@ def test_a_fastapi_app_with_middleware_and_a_nested_mount() -> None:
     lifecycle.check(noop, name="db", probes=("startup", "readiness"), timeout=2, initial_delay=5)
     lifecycle.gate("ready-gate")
     app = FastAPI(lifespan=lifecycle.lifespan())
-    inner = Router(routes=[Mount("/health", ProbeApp(lifecycle, prestop=True))])
+    inner = Router(routes=[Mount("/health", ProbeApp(lifecycle, prestop=True, prestop_token="t"))])
     app.mount("/internal", inner)
     app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
     info = inspect_app(app, source="svc:app")
     assert info.source == "svc:app"
     assert info.timing == ShutdownTiming(delay=3, drain_timeout=9, hook_timeout=2)
     assert info.health_path == "/internal/health"
-    assert (info.serves_prestop, info.prestop_protected) == (True, False)
+    assert (info.serves_prestop, info.prestop_protected) == (True, True)
     assert info.hooks == (7.0, None)
     assert info.hooks_total() == 9  # 7 + the 2 s hook_timeout
     assert info.hooks_total(ShutdownTiming(hook_timeout=4)) == 11

@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
+from starlette.types import ASGIApp
 
 from . import _validate
 from .drain.inflight import InFlight
@@ -32,6 +33,7 @@ from .probes.looplag import LoopMonitor
 from .probes.runner import CheckState, CheckStatus, run_check
 from .probes.transitions import ReadinessWatcher, check_flipped
 from .probes.verdicts import liveness_verdict, readiness_verdict, startup_verdict
+from .server.management import Management, serve_management
 from .server.signals import attach as attach_signals
 
 if TYPE_CHECKING:
@@ -83,6 +85,9 @@ class Lifecycle:
         rng: the random source for jitter (pass a seeded one for reproducible tests).
         shutdown: the timings of the termination sequence (default
             :class:`~gracekit.ShutdownTiming`: 5 s delay, 20 s drain, 5 s per hook).
+        management: serve the probes, the metrics and the preStop hook on a port of their
+            own (:class:`~gracekit.server.management.Management`); ``GRACEKIT_MANAGEMENT_PORT``
+            (``gracekit run --management-port``) sets or overrides its port.
         handle_signals: take over SIGTERM and SIGINT from the server while running (uvicorn,
             also under gunicorn's uvicorn worker), so they start the termination sequence.
     """
@@ -95,6 +100,7 @@ class Lifecycle:
         loop_lag_interval: float = DEFAULT_LOOP_LAG_INTERVAL,
         rng: random.Random | None = None,
         shutdown: ShutdownTiming | None = None,
+        management: Management | None = None,
         handle_signals: bool = True,
     ) -> None:
         self.ready_jitter = _validate.seconds(ready_jitter, what="ready_jitter", allow_zero=True)
@@ -118,6 +124,13 @@ class Lifecycle:
             raise TypeError(f"shutdown must be a ShutdownTiming, not {type(shutdown).__name__}")
         self.timing = shutdown if shutdown is not None else ShutdownTiming()
         self.handle_signals = bool(handle_signals)
+        if management is not None and not isinstance(management, Management):
+            raise TypeError(f"management must be a Management, not {type(management).__name__}")
+        self.management = management
+        #: Where the management port listens while the lifecycle runs, or None.
+        self.management_port: int | None = None
+        #: Further endpoints of the management port, by path (the metrics add ``/metrics``).
+        self.management_routes: dict[str, ASGIApp] = {}
         #: What the drain middleware registers in-flight requests with.
         self.inflight = InFlight()
         #: Every transition, logged once and handed to the listeners of :meth:`on_event`.
@@ -536,14 +549,36 @@ class Lifecycle:
 
         @asynccontextmanager
         async def combined(app: Any) -> AsyncIterator[Any]:
-            if lifespan is None:
-                async with self.run():
-                    yield None
-                return
-            async with lifespan(app) as state, self.run():
-                yield state
+            # The management port opens first and closes last: it answers the startup probe
+            # while the app's own lifespan starts, and the kubelet until the very end.
+            async with self._management():
+                if lifespan is None:
+                    async with self.run():
+                        yield None
+                    return
+                async with lifespan(app) as state, self.run():
+                    yield state
 
         return combined
+
+    @asynccontextmanager
+    async def _management(self) -> AsyncIterator[None]:
+        config = Management.from_env(os.environ, base=self.management)
+        if config is None:
+            yield
+            return
+        async with serve_management(self, config) as port:
+            self.management_port = port
+            logger.info(
+                "management port %s:%d: /health/..., /health/prestop%s",
+                config.host,
+                port,
+                ", /metrics" if "/metrics" in self.management_routes else "",
+            )
+            try:
+                yield
+            finally:
+                self.management_port = None
 
     def __repr__(self) -> str:
         return (

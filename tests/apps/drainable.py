@@ -113,7 +113,9 @@ def create_app(environ: dict[str, str]) -> Starlette:
             Mount(
                 "/health",
                 app=ProbeApp(
-                    lifecycle, prestop=True, prestop_token=environ.get("PRESTOP_TOKEN") or None
+                    lifecycle,
+                    prestop=True,
+                    prestop_token=environ.get("PRESTOP_TOKEN") or "drainable",
                 ),
             ),
         ],

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 from starlette.types import Receive, Scope, Send
 
-from .._asgi import NO_STORE, plain, send_response
+from .._asgi import NO_STORE, bearer_matches, plain, send_response
 
 if TYPE_CHECKING:
     from .prometheus import Metrics
@@ -15,12 +15,16 @@ if TYPE_CHECKING:
 __all__ = ["MetricsApp"]
 
 _NOT_ALLOWED = plain(405, "method not allowed", (b"allow", b"GET, HEAD"))
+_UNAUTHORIZED = plain(401, "unauthorized", (b"www-authenticate", b'Bearer realm="gracekit"'))
 
 
 class MetricsApp:
-    """Serves the metrics in Prometheus' text format; mount it where Prometheus scrapes::
+    """Serves the metrics in Prometheus' text format, at the route Prometheus scrapes::
 
-        app.mount("/metrics", MetricsApp(metrics))
+        app.add_route("/metrics", MetricsApp(metrics))
+
+    With *token*, only requests with ``Authorization: Bearer <token>`` get them (Prometheus'
+    ``authorization`` scrape setting sends it); the management port serves them without one.
 
     In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) the answer combines every worker's
     values, read from their files in a worker thread so the event loop keeps serving.
@@ -30,8 +34,11 @@ class MetricsApp:
     #: gracekit's own endpoints: no deadlines, not counted as the app's requests.
     gracekit_management = True
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, *, token: str | None = None) -> None:
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ValueError("the metrics token must be a non-empty str")
         self.metrics = metrics
+        self._token = None if token is None else token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,6 +47,9 @@ class MetricsApp:
             return
         if scope["method"] not in ("GET", "HEAD"):
             await send_response(scope, send, *_NOT_ALLOWED)
+            return
+        if self._token is not None and not bearer_matches(scope, self._token):
+            await send_response(scope, send, *_UNAUTHORIZED)
             return
         self.metrics.refresh(scraping=True)
         if self.metrics.multiprocess:

@@ -20,6 +20,7 @@ import anyio
 from .._optional import require
 from ..deadlines.budget import EXPIRED, current
 from ..events.bus import LifecycleEvent
+from .endpoint import MetricsApp
 
 require("prometheus_client", extra="prometheus", feature="gracekit.metrics")
 
@@ -172,6 +173,7 @@ class Metrics:
         # Per (method, route, status): the bound methods that record a request (found once).
         self._children: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
         lifecycle.request_observer = self
+        lifecycle.management_routes.setdefault("/metrics", MetricsApp(self))
         lifecycle.on_event(self._on_event)
         lifecycle.add_daemon(self._refresh_often)
         self.refresh()

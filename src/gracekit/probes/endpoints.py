@@ -64,8 +64,11 @@ class ProbeApp:
         token: the bearer token, required with ``details="token"`` and only allowed with it.
         prestop: serve ``/prestop`` for a Kubernetes preStop ``httpGet`` hook (see
             :class:`~gracekit.drain.prestop.PreStop`): it starts the shutdown and answers
-            once the shutdown delay is over.
-        prestop_token: the bearer token the preStop hook must send (``httpHeaders``).
+            once the shutdown delay is over. It needs *prestop_token*: without a token, serve
+            the hook on the management port instead (``Lifecycle(management=...)``).
+        prestop_token: the secret the preStop hook must send (``httpHeaders``), as a bearer
+            token or in *prestop_header*.
+        prestop_header: the header that carries *prestop_token*, instead of ``Authorization``.
 
     Raises:
         ValueError, TypeError: for an unknown policy or a missing or misplaced token.
@@ -82,6 +85,7 @@ class ProbeApp:
         token: str | None = None,
         prestop: bool = False,
         prestop_token: str | None = None,
+        prestop_header: str | None = None,
     ):
         if details not in DETAILS_POLICIES:
             raise ValueError(f"details must be one of {DETAILS_POLICIES}, got {details!r}")
@@ -92,11 +96,13 @@ class ProbeApp:
                 raise ValueError("details='token' needs a non-empty token")
         elif token is not None:
             raise ValueError(f"a token is only used with details='token', not {details!r}")
-        if prestop_token is not None and not prestop:
-            raise ValueError("prestop_token is only used with prestop=True")
+        if (prestop_token is not None or prestop_header is not None) and not prestop:
+            raise ValueError("prestop_token and prestop_header are only used with prestop=True")
         self.lifecycle = lifecycle
         self.details = details
-        self._prestop = PreStop(lifecycle, token=prestop_token) if prestop else None
+        self._prestop = (
+            PreStop(lifecycle, token=prestop_token, header=prestop_header) if prestop else None
+        )
         self._token = None if token is None else token.encode()
         self._probes: dict[str, tuple[str, Callable[..., ProbeResult]]] = {
             "/startup": ("startup", lambda exclude: lifecycle.startup()),

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..drain.timing import ENVIRONMENT_VARIABLES
+from .management import MANAGEMENT_PORT_VARIABLE
 
 __all__ = ["register", "seconds"]
 
@@ -72,7 +73,25 @@ def register(commands: Any) -> None:
         type=seconds,
         help="seconds to wait for in-flight work once accepting stops (env GRACEKIT_DRAIN_TIMEOUT)",
     )
+    run.add_argument(
+        "--management-port",
+        type=_port,
+        help=(
+            "serve the probes, /metrics and the preStop hook on this port too, apart from the "
+            "app (env GRACEKIT_MANAGEMENT_PORT)"
+        ),
+    )
     run.set_defaults(handler=_run)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text!r}")
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -82,6 +101,8 @@ def _run(args: argparse.Namespace) -> int:
         os.environ[ENVIRONMENT_VARIABLES["delay"]] = args.shutdown_delay
     if args.drain_timeout is not None:
         os.environ[ENVIRONMENT_VARIABLES["drain_timeout"]] = repr(args.drain_timeout)
+    if args.management_port is not None:
+        os.environ[MANAGEMENT_PORT_VARIABLE] = str(args.management_port)
     if args.app_dir:
         sys.path.insert(0, os.path.abspath(args.app_dir))
     elif "" not in sys.path and os.getcwd() not in sys.path:

@@ -1,0 +1,43 @@
+"""A test app with a management port (GRACEKIT_MANAGEMENT_PORT, from gracekit run
+--management-port): probes, metrics and preStop there; ``/`` and ``/slow?ms=N`` on the app's
+port. Its ``db`` check fails with a secret in its error while FAIL_CHECK=1."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from gracekit import DrainMiddleware, Lifecycle, ShutdownTiming
+from gracekit.metrics import Metrics
+from gracekit.server.management import Management
+
+lifecycle = Lifecycle(
+    shutdown=ShutdownTiming(delay=1.0, drain_timeout=2.0),
+    # The port comes from GRACEKIT_MANAGEMENT_PORT; the code sets the rest.
+    management=Management(port=0, host="127.0.0.1"),
+)
+Metrics(lifecycle)
+
+
+@lifecycle.check(interval=0.5, timeout=0.5, probes="informational")
+async def db() -> None:
+    if os.environ.get("FAIL_CHECK") == "1":
+        raise RuntimeError("connecting to postgresql://app:password=hunter2-fake@db/app failed")
+
+
+async def hello(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+async def slow(request: Request) -> PlainTextResponse:
+    await anyio.sleep(int(request.query_params.get("ms", "100")) / 1000)
+    return PlainTextResponse("slept")
+
+
+app = Starlette(routes=[Route("/", hello), Route("/slow", slow)], lifespan=lifecycle.lifespan())
+app.add_middleware(DrainMiddleware, lifecycle=lifecycle)

@@ -1,0 +1,119 @@
+"""The management port in a real ``gracekit run`` process: it answers through the shutdown and
+closes last, and a flood of probes neither stops readiness answering nor grows memory."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.server import TEST_APPS, free_port, run_uvicorn, wait_until
+
+SLACK = 2.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def managed(port: int, **env: str):  # type: ignore[no-untyped-def]
+    return run_uvicorn(
+        "managed:app",
+        app_dir=TEST_APPS,
+        launcher="gracekit",
+        args=["--management-port", str(port)],
+        env=env,
+        ready_path="/",
+    )
+
+
+def test_it_answers_through_the_shutdown_and_closes_last() -> None:
+    port = free_port()
+    management = f"http://127.0.0.1:{port}"
+    with managed(port, FAIL_CHECK="1") as server:
+        assert wait_until(
+            lambda: httpx.get(management + "/health/ready").status_code == 200, timeout=10
+        )
+        assert httpx.get(server.url + "/health/ready").status_code == 404, "not on the app"
+        verbose = httpx.get(management + "/health/ready?verbose").text
+        assert "hunter2-fake" in verbose, "details on the management port, as configured"
+        assert "http_requests_total" in httpx.get(management + "/metrics").text
+        with httpx.Client(timeout=10) as slow_client:
+            sent = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            assert wait_until(
+                lambda: httpx.get(management + "/health/ready").status_code == 503, timeout=2
+            )
+            assert httpx.get(management + "/health/live").status_code == 200
+            assert httpx.get(server.url + "/").text == "hello", "the delay: still serving"
+            # Once the app's port closes, the management port still answers.
+            assert wait_until(lambda: not _answers(server.url + "/"), timeout=1 + SLACK)
+            assert httpx.get(management + "/health/live").status_code == 200
+            assert server.process.wait(timeout=1 + 2 + SLACK) == 0, server.log()
+            assert time.monotonic() - sent < 1 + 2 + SLACK
+            del slow_client
+        assert not _answers(management + "/health/live"), "closed with the process"
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+async def _flood(port: int, connections: int, per_connection: int) -> dict[int, int]:
+    statuses: dict[int, int] = {}
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(per_connection):
+                writer.write(b"GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                status = int(head.split(b" ", 2)[1])
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(connections)))
+    return statuses
+
+
+def test_a_flood_of_probes_leaves_readiness_answering_and_memory_flat() -> None:
+    port = free_port()
+    with managed(port) as server:
+        management = f"http://127.0.0.1:{port}"
+        assert wait_until(
+            lambda: httpx.get(management + "/health/ready").status_code == 200, timeout=10
+        )
+        asyncio.run(_flood(port, 50, 40))  # warm-up: 2,000
+        before = rss_mb(server.process.pid)
+        latencies: list[float] = []
+
+        async def flood_and_probe() -> dict[int, int]:
+            flood = asyncio.ensure_future(_flood(port, 50, 200))  # 10,000
+            async with httpx.AsyncClient() as http:
+                while not flood.done():
+                    started = time.monotonic()
+                    assert (await http.get(management + "/health/ready")).status_code == 200
+                    latencies.append(time.monotonic() - started)
+                    await asyncio.sleep(0.05)
+            return await flood
+
+        statuses = asyncio.run(flood_and_probe())
+        after = rss_mb(server.process.pid)
+        assert statuses == {200: 10_000}
+        assert latencies, "probed during the flood"
+        assert max(latencies) < 2.0, max(latencies)
+        assert after - before < 5.0, f"RSS {before:.1f} -> {after:.1f} MB"
+        assert httpx.get(server.url + "/").text == "hello", "the app kept serving"
