@@ -46,6 +46,7 @@ def test_deadlines_api_is_pinned() -> None:
         "RouteInfo",
         "current",
         "deadline",
+        "deadline_at",
         "inbound_budget",
         "remaining",
         "timeout",

@@ -316,7 +316,6 @@ async def test_an_error_before_the_deadline_is_left_alone() -> None:
 async def test_probe_endpoints_are_exempt() -> None:
     # The preStop endpoint answers only once the delay is over: far beyond the deadline.
     service = Service(deadline=0.05)
-    service.lifecycle = service.lifecycle  # same lifecycle, longer delay for this test
     service.lifecycle.termination.use_timing(ShutdownTiming(delay=0.5, drain_timeout=0.5))
     async with lifespan(service.app):
         answer, elapsed = await timed(
@@ -329,9 +328,22 @@ async def test_probe_endpoints_are_exempt() -> None:
     assert elapsed >= 0.5
 
 
+class Cuts:
+    """A request observer that keeps why each request was cut."""
+
+    def __init__(self) -> None:
+        self.cuts: dict[str | None, str | None] = {}
+
+    def request_done(
+        self, method: str, route: str | None, status: int, seconds: float, **kw: Any
+    ) -> None:
+        self.cuts[route] = kw["cut"]
+
+
 async def test_the_drain_deadline_caps_every_deadline() -> None:
     service = Service(deadline=30)
     lifecycle = service.lifecycle
+    cuts = lifecycle.request_observer = Cuts()
     async with lifespan(service.app):
         results: dict[str, Answer] = {}
 
@@ -353,6 +365,9 @@ async def test_the_drain_deadline_caps_every_deadline() -> None:
     assert report.drain_timed_out
     assert report.cut_requests == 2
     assert report.exit_status == 3
+    # Cut by their own timers at the capped deadline ("drain"), not by the sequence's last
+    # sweep ("drain deadline"); the early one by its own deadline.
+    assert cuts.cuts == {"/sleep": "drain", "/watch": "drain", "/slow": "deadline"}
 
 
 async def test_handlers_see_the_drain_deadline_in_their_budget() -> None:

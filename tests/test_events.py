@@ -4,6 +4,8 @@ logged once per flip, a shutdown's readiness 503s not logged as errors, OpenTele
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import anyio
@@ -170,11 +172,30 @@ async def test_events_become_spans() -> None:
 
 
 def test_a_lifecycle_traces_its_events_by_itself_when_opentelemetry_is_there() -> None:
-    lifecycle, app = service()
+    # The global tracer provider can be set once per process: in a process of its own.
+    code = """
+import anyio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from gracekit import Lifecycle
 
-    async def run() -> None:
-        async with lifespan(app):
-            pass
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+lifecycle = Lifecycle(handle_signals=False)
 
-    anyio.run(run)
-    assert lifecycle._traced
+async def main():
+    async with lifecycle.run():
+        await anyio.sleep(0.05)
+
+anyio.run(main)
+print(sorted({span.name for span in exporter.get_finished_spans()}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    names = out.stdout.strip()
+    for name in ("gracekit.started", "gracekit.ready", "gracekit.draining", "gracekit.stopped"):
+        assert f"'{name}'" in names, names

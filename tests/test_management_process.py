@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -36,7 +37,8 @@ def managed(port: int, **env: str):  # type: ignore[no-untyped-def]
 def test_it_answers_through_the_shutdown_and_closes_last() -> None:
     port = free_port()
     management = f"http://127.0.0.1:{port}"
-    with managed(port, FAIL_CHECK="1") as server:
+    delay = 2.0  # room, on a busy machine, to look at both ports during it
+    with managed(port, FAIL_CHECK="1", SHUTDOWN_DELAY=str(delay)) as server:
         assert wait_until(
             lambda: httpx.get(management + "/health/ready").status_code == 200, timeout=10
         )
@@ -44,21 +46,35 @@ def test_it_answers_through_the_shutdown_and_closes_last() -> None:
         verbose = httpx.get(management + "/health/ready?verbose").text
         assert "hunter2-fake" in verbose, "details on the management port, as configured"
         assert "http_requests_total" in httpx.get(management + "/metrics").text
-        with httpx.Client(timeout=10) as slow_client:
-            sent = time.monotonic()
-            server.process.send_signal(signal.SIGTERM)
-            assert wait_until(
-                lambda: httpx.get(management + "/health/ready").status_code == 503, timeout=2
-            )
-            assert httpx.get(management + "/health/live").status_code == 200
-            assert httpx.get(server.url + "/").text == "hello", "the delay: still serving"
-            # Once the app's port closes, the management port still answers.
-            assert wait_until(lambda: not _answers(server.url + "/"), timeout=1 + SLACK)
-            assert httpx.get(management + "/health/live").status_code == 200
-            assert server.process.wait(timeout=1 + 2 + SLACK) == 0, server.log()
-            assert time.monotonic() - sent < 1 + 2 + SLACK
-            del slow_client
+        # In flight across the delay and one second into the drain: the app's port is closed
+        # then, the management port still open.
+        pool = ThreadPoolExecutor(1)
+        slow = pool.submit(
+            httpx.get, f"{server.url}/slow?ms={int(delay * 1000) + 1000}", timeout=30
+        )
+        assert wait_until(lambda: _in_flight(management) >= 1, timeout=5)
+        sent = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert wait_until(
+            lambda: httpx.get(management + "/health/ready").status_code == 503, timeout=2
+        )
+        assert httpx.get(management + "/health/live").status_code == 200
+        assert httpx.get(server.url + "/").text == "hello", "the delay: still serving"
+        # Once the app's port closes, the management port still answers.
+        assert wait_until(lambda: not _answers(server.url + "/"), timeout=delay + SLACK)
+        assert httpx.get(management + "/health/live").status_code == 200
+        assert slow.result(timeout=10).text == "slept"
+        pool.shutdown()
+        assert server.process.wait(timeout=delay + 2 + SLACK) == 0, server.log()
+        assert time.monotonic() - sent < delay + 2 + SLACK
         assert not _answers(management + "/health/live"), "closed with the process"
+
+
+def _in_flight(management: str) -> float:
+    for line in httpx.get(management + "/metrics").text.splitlines():
+        if line.startswith("gracekit_requests_in_flight "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def _answers(url: str) -> bool:

@@ -1,6 +1,7 @@
 """A test app with a management port (GRACEKIT_MANAGEMENT_PORT, from gracekit run
 --management-port): probes, metrics and preStop there; ``/`` and ``/slow?ms=N`` on the app's
-port. Its ``db`` check fails with a secret in its error while FAIL_CHECK=1."""
+port. Its ``db`` check fails with a secret in its error while FAIL_CHECK=1; SHUTDOWN_DELAY sets
+the delay (seconds, default 1)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from gracekit.metrics import Metrics
 from gracekit.server.management import Management
 
 lifecycle = Lifecycle(
-    shutdown=ShutdownTiming(delay=1.0, drain_timeout=2.0),
+    shutdown=ShutdownTiming(delay=float(os.environ.get("SHUTDOWN_DELAY", "1")), drain_timeout=2.0),
     # The port comes from GRACEKIT_MANAGEMENT_PORT; the code sets the rest.
     management=Management(port=0, host="127.0.0.1"),
 )

@@ -3,9 +3,10 @@
 
 - :func:`deadline` gives an endpoint its own deadline; ``DrainMiddleware(deadline=...,
   route_deadlines=...)`` sets the default and deadlines by route template.
-- :func:`current`, :func:`remaining` and :func:`timeout` read the budget anywhere inside the
-  request; :mod:`gracekit.deadlines.http`, :mod:`~gracekit.deadlines.postgres` and
-  :mod:`~gracekit.deadlines.redis` pass it on to httpx, asyncpg and redis.
+- :func:`current`, :func:`remaining`, :func:`timeout` and :func:`deadline_at` read the budget
+  anywhere inside the request; :mod:`gracekit.deadlines.http`,
+  :mod:`~gracekit.deadlines.postgres` and :mod:`~gracekit.deadlines.redis` pass it on to httpx,
+  asyncpg and redis.
 - :func:`inbound_budget` reads the budget a caller sends (Envoy, gRPC and gracekit headers).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from ..errors import DeadlineExceeded as DeadlineExceeded
 from .budget import RequestDeadline as RequestDeadline
 from .budget import current as current
+from .budget import deadline_at as deadline_at
 from .budget import remaining as remaining
 from .budget import timeout as timeout
 from .headers import BUDGET_HEADERS as BUDGET_HEADERS
@@ -28,6 +30,7 @@ __all__ = [
     "RouteInfo",
     "current",
     "deadline",
+    "deadline_at",
     "inbound_budget",
     "remaining",
     "timeout",

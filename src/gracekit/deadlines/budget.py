@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from collections.abc import MutableMapping
 from contextvars import ContextVar
@@ -22,7 +23,16 @@ from ..errors import DeadlineExceeded
 if TYPE_CHECKING:
     from .routes import RouteInfo, RouteTable
 
-__all__ = ["DRAIN", "EXPIRED", "RequestDeadline", "current", "remaining", "timeout"]
+__all__ = [
+    "DRAIN",
+    "EXPIRED",
+    "RequestDeadline",
+    "current",
+    "deadline_at",
+    "forget",
+    "remaining",
+    "timeout",
+]
 
 #: Why a request was cut short: its own deadline (504), or the drain deadline (503).
 EXPIRED = "deadline"
@@ -46,8 +56,11 @@ class RequestDeadline:
     __slots__ = (
         "_route",
         "_table",
+        "cancels",
+        "completed",
         "cut",
         "drain_at",
+        "ended",
         "inbound",
         "scope",
         "started",
@@ -72,6 +85,13 @@ class RequestDeadline:
         self.cut: str | None = None
         #: The event-loop timer that cuts the request at its deadline (see timers.py).
         self.timer: asyncio.TimerHandle | None = None
+        #: The response has been sent whole: work after it (background tasks) is not bound by
+        #: the request's deadline any more, only by the drain.
+        self.completed = False
+        #: The request is over: :func:`current` no longer returns this deadline.
+        self.ended = False
+        #: How many cancellations gracekit asked of the task (each must be taken back).
+        self.cancels = 0
         self._table = table
         self._route: RouteInfo | None = None
 
@@ -151,8 +171,32 @@ class RequestDeadline:
         at = self.at
         if at is None:
             return None
-        # The loop's clock is time.monotonic(): readable from worker threads too.
+        # The loop's clock is time.monotonic() (uvloop's is libuv's, in milliseconds, cached
+        # per loop iteration: the same clock, a little behind); readable from threads too.
         return max(0.0, at - (time.monotonic() if now is None else now))
+
+    def cancel(self, reason: str) -> None:
+        """Cut the request short: cancel its task, saying why."""
+        self.cut = reason
+        self.cancels += 1
+        self.task.cancel(f"gracekit: {reason}")
+
+    def take_back(self) -> bool:
+        """Take back the cancellations gracekit asked for; True if others are pending."""
+        cancels, self.cancels = self.cancels, 0
+        if sys.version_info < (3, 11):  # pragma: no cover - 3.10 counts no cancellations
+            return False
+        for _ in range(cancels):
+            self.task.uncancel()
+        return self.task.cancelling() > 0
+
+    def end(self) -> None:
+        """The request is over: keep what reports need, let go of the rest (the context of
+        work it spawned may outlive it, and would keep its scope alive)."""
+        info = self.route
+        self._route = info
+        self.ended = True
+        self.scope = {}
 
     def __repr__(self) -> str:
         at = self.at
@@ -169,20 +213,34 @@ def deactivate(token: object) -> None:
     _CURRENT.reset(token)  # type: ignore[arg-type]
 
 
-def current() -> RequestDeadline | None:
-    """The deadline of the request being served, or None outside a request.
+def forget() -> None:
+    """Work that outlives the request (spawned in the background) has no request deadline:
+    call it first thing in that work's own context."""
+    _CURRENT.set(None)
 
-    ``current().at`` is the absolute deadline on ``anyio.current_time()``, for instance for
-    ``anyio.CancelScope(deadline=current().at)``. It works in worker threads too (sync
-    endpoints), since the context travels with them.
+
+def current() -> RequestDeadline | None:
+    """The deadline of the request being served, or None outside a request (or once it is
+    over: background work started from a request does not inherit its deadline).
+
+    It works in worker threads too (sync endpoints), since the context travels with them.
     """
-    return _CURRENT.get()
+    deadline = _CURRENT.get()
+    return None if deadline is None or deadline.ended else deadline
+
+
+def deadline_at() -> float:
+    """The current request's absolute deadline on ``anyio.current_time()``, or ``math.inf``
+    when it has none (or outside a request): ``anyio.CancelScope(deadline=deadline_at())``."""
+    deadline = current()
+    at = None if deadline is None else deadline.at
+    return math.inf if at is None else at
 
 
 def remaining() -> float | None:
     """Seconds left in the current request's budget (0 once spent), or None when the request
     has no deadline or there is no request."""
-    deadline = _CURRENT.get()
+    deadline = current()
     return None if deadline is None else deadline.remaining()
 
 
@@ -195,7 +253,7 @@ def timeout(default: float | None = None) -> float | None:
     Raises:
         DeadlineExceeded: the budget is spent; the call would fail anyway, so it is not made.
     """
-    deadline = _CURRENT.get()
+    deadline = current()
     left = None if deadline is None else deadline.remaining()
     if deadline is None or left is None:
         return default

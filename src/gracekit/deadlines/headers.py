@@ -70,14 +70,20 @@ def inbound_budget(headers: Iterable[tuple[bytes, bytes]]) -> float | None:
     A header that appears more than once is ignored altogether: which copy to believe is not
     ours to guess.
     """
+    found = None  # allocated only for a request that carries a budget header
+    for header in headers:
+        if header[0] in _PARSERS:
+            if found is None:
+                found = [header]
+            else:
+                found.append(header)
+    if found is None:
+        return None
     seen: dict[bytes, float | None] = {}
     duplicated: set[bytes] = set()
-    for name, value in headers:
-        parse = _PARSERS.get(name)
-        if parse is None:
-            continue
+    for name, value in found:
         if name in seen:
             duplicated.add(name)
-        seen[name] = parse(value)
+        seen[name] = _PARSERS[name](value)
     budgets = [b for name, b in seen.items() if b is not None and name not in duplicated]
     return min(budgets) if budgets else None

@@ -23,8 +23,6 @@ __all__ = ["ATTRIBUTE", "RouteInfo", "RouteTable", "deadline", "find_routes"]
 
 #: Where ``@deadline`` keeps an endpoint's deadline.
 ATTRIBUTE = "__gracekit_deadline__"
-#: The template of requests that no route matched.
-UNMATCHED = None
 
 _T = TypeVar("_T")
 _NO_OVERRIDE = object()
@@ -65,6 +63,8 @@ class RouteInfo:
         budget: its deadline in seconds, or None for no deadline.
         exempt: True for gracekit's own endpoints (probes, metrics), which never get a deadline
             (not even a caller's) and are not counted in the request metrics.
+        routed: False while the router has not matched the request to a route (or when
+            nothing matched: a 404); the default deadline applies then.
     """
 
     template: str | None
@@ -120,27 +120,36 @@ def _contexts(routes: Sequence[Any]) -> Iterator[tuple[Any, str | None]]:
         yield route, getattr(route, "path", None)
 
 
-def _walk(routes: Sequence[Any], prefix: str) -> Iterator[tuple[Any, str, bool]]:
-    """(route, full template, exempt) for every leaf route below *routes*."""
+def _is_container(route: Any) -> bool:
+    """True for a route that only leads to others (a Mount with routes, a Host): the router
+    below it sets ``scope["route"]`` again once it has matched the leaf."""
+    if _is_management_app(getattr(route, "app", None)):
+        return False
+    inner = getattr(route, "routes", None)
+    return bool(inner) and not hasattr(route, "endpoint")
+
+
+def _walk(
+    routes: Sequence[Any], prefix: str, containers: set[int]
+) -> Iterator[tuple[Any, str, bool]]:
+    """(route, full template, exempt) for every leaf route below *routes*; the ids of the
+    routes that contain others go into *containers*."""
     for route, path in _contexts(routes):
-        kind = type(route).__name__
-        if kind == "Host":
-            yield from _walk(getattr(route, "routes", ()), prefix)
+        if type(route).__name__ == "Host":
+            containers.add(id(route))
+            yield from _walk(getattr(route, "routes", ()), prefix, containers)
             continue
         if path is None:
             continue
         full = prefix + path
-        if kind == "Mount" or (hasattr(route, "routes") and not hasattr(route, "endpoint")):
-            app = getattr(route, "app", None)
-            inner = getattr(route, "routes", None) or ()
-            if _is_management_app(app):
-                yield route, full, True
-            elif inner:
-                yield from _walk(inner, full)
-            else:
-                yield route, full, False  # a mounted ASGI app without routes: one route
-            continue
-        yield route, full, _is_management_app(getattr(route, "endpoint", None))
+        if _is_container(route):
+            containers.add(id(route))
+            yield from _walk(route.routes, full, containers)
+        elif type(route).__name__ == "Mount" or hasattr(route, "routes"):
+            # A mounted ASGI app without routes is one route; gracekit's are exempt.
+            yield route, full, _is_management_app(getattr(route, "app", None))
+        else:
+            yield route, full, _is_management_app(getattr(route, "endpoint", None))
 
 
 def _strip_convertors(template: str) -> str:
@@ -181,15 +190,16 @@ class RouteTable:
         overrides: Mapping[str, float | None],
     ) -> None:
         self.default = default
-        self._unrouted = RouteInfo(UNMATCHED, default, routed=False)
+        self._unrouted = RouteInfo(None, default, routed=False)
         self._by_route: dict[int, _Entry] = {}
         self._by_endpoint: dict[int, _Entry] = {}
+        self._containers: set[int] = set()
         if overrides and routes is None:
             raise ValueError(
                 "route_deadlines needs an application with routes (Starlette or FastAPI); "
                 "none was found behind the middleware"
             )
-        for route, template, exempt in _walk(routes or (), ""):
+        for route, template, exempt in _walk(routes or (), "", self._containers):
             entry = self._by_route.get(id(route))
             if entry is None:
                 entry = _Entry(route, [], getattr(route, "endpoint", None), exempt)
@@ -264,16 +274,18 @@ class RouteTable:
         entry = None
         if route is not None:
             entry = self._by_route.get(id(route))
-            if entry is None:  # added after startup, or below an app the walk cannot see
-                template = getattr(route, "path_format", None) or getattr(route, "path", None)
-                return RouteInfo(template, self.default)
+            if entry is None:
+                if id(route) in self._containers or _is_container(route):
+                    return self._unrouted  # a Mount or a Host: the leaf is still to come
+                # Added after startup, or below an app the walk cannot see.
+                return self._unknown_route(route)
         else:
             endpoint = scope.get("endpoint")  # Starlette before scope["route"]
             if endpoint is None:
                 return self._unrouted
             entry = self._by_endpoint.get(id(endpoint))
             if entry is None:
-                return RouteInfo(None, self.default)
+                return RouteInfo(None, getattr(endpoint, ATTRIBUTE, self.default))
         infos = entry.infos or [RouteInfo(None, self.default)]
         if entry.patterns is not None:
             path = scope.get("path", "")
@@ -285,3 +297,9 @@ class RouteTable:
                 if pattern.match(path):
                     return info
         return infos[0]
+
+    def _unknown_route(self, route: Any) -> RouteInfo:
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+        budget = getattr(getattr(route, "endpoint", None), ATTRIBUTE, self.default)
+        exempt = _is_management_app(getattr(route, "endpoint", None))
+        return RouteInfo(template, None if exempt else budget, exempt)

@@ -44,13 +44,19 @@ class DeadlineTimers:
         self.drain_at: float | None = None
 
     def reset(self) -> None:
-        """Forget the drain deadline (a lifecycle that runs again)."""
+        """Forget the drain deadline and the sweep (a lifecycle that runs again, maybe on
+        another event loop)."""
         self.drain_at = None
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep, self._sweep_at, self._loop = None, math.inf, None
 
-    def watch(self, deadline: RequestDeadline, bound: float) -> None:
+    def watch(
+        self, deadline: RequestDeadline, bound: float, loop: asyncio.AbstractEventLoop
+    ) -> None:
         """Make sure *deadline* is looked at by *bound*, the earliest its deadline can be."""
-        if bound < self._sweep_at:
-            loop = deadline.task.get_loop()
+        # A sweep armed on another loop (a test suite's earlier one) will never fire here.
+        if bound < self._sweep_at or loop is not self._loop:
             if self._sweep is not None:
                 self._sweep.cancel()
             self._loop = loop
@@ -61,7 +67,7 @@ class DeadlineTimers:
         """The drain has started: cut every request at *drain_at* at the latest."""
         self.drain_at = drain_at
         for deadline in list(self._requests.values()):
-            if deadline.cut is not None:
+            if deadline.cut is not None or deadline.completed:
                 continue
             deadline.drain_at = drain_at
             if deadline.timer is not None:
@@ -76,12 +82,12 @@ class DeadlineTimers:
         if loop is None:  # pragma: no cover - a sweep is only armed with its loop
             return
         for deadline in list(self._requests.values()):
-            if deadline.timer is None and deadline.cut is None:
+            if deadline.timer is None and deadline.cut is None and not deadline.completed:
                 self._arm(deadline, loop)
 
     def _on_timer(self, deadline: RequestDeadline) -> None:
         deadline.timer = None
-        if deadline.cut is None and deadline.task in self._requests:
+        if deadline.cut is None and not deadline.completed and deadline.task in self._requests:
             self._arm(deadline, deadline.task.get_loop())
 
     def _arm(self, deadline: RequestDeadline, loop: asyncio.AbstractEventLoop) -> None:
@@ -89,8 +95,7 @@ class DeadlineTimers:
         at = deadline.at
         now = loop.time()
         if at is not None and at <= now:
-            deadline.cut = deadline.expiry_reason()
-            deadline.task.cancel(f"gracekit: {deadline.cut}")
+            deadline.cancel(deadline.expiry_reason())
             return
         if deadline.may_tighten():
             # Not matched to a route yet: a route with a shorter deadline may still claim it.

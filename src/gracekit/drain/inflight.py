@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from ..deadlines.budget import RequestDeadline
+from ..deadlines.budget import EXPIRED, RequestDeadline
 from ..deadlines.timers import DeadlineTimers
 from ..errors import GracekitError
 
@@ -80,10 +80,12 @@ class InFlight:
     def cut(self, reason: str) -> int:
         """Cancel every request and websocket in flight, saying why; returns how many."""
         count = 0
-        for task, deadline in list(self.requests.items()):
-            if deadline.cut is None:
-                deadline.cut = reason
-                task.cancel(f"gracekit: {reason}")
+        for deadline in list(self.requests.values()):
+            # A request past its own deadline that is still here swallowed that cancellation:
+            # this one it gets. gracekit's own endpoints are never cut (the probes answer at
+            # once; the preStop hook has answered by now).
+            if (deadline.cut is None or deadline.cut == EXPIRED) and not deadline.route.exempt:
+                deadline.cancel(reason)
                 count += 1
         for task in list(self.websockets):
             if task not in self.cut_websockets:

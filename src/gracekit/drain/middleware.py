@@ -48,24 +48,39 @@ class RequestObserver(Protocol):
         arrived once the shutdown had started; *cut* why it was cut short, if it was."""
 
 
-def _still_cancelled(task: asyncio.Task[object]) -> bool:
-    """Take back the one cancellation gracekit asked for; True if another one is pending."""
+def _gracekits(exc: BaseException) -> bool:
+    """True for a cancellation gracekit asked for (its message says so)."""
+    return bool(exc.args) and str(exc.args[0]).startswith("gracekit: ")
+
+
+def _still_cancelled(task: asyncio.Task[object], exc: BaseException | None = None) -> bool:
+    """Take back the one cancellation gracekit asked for a websocket's task; True if another
+    one is pending (on Python 3.10, which counts no cancellations: if *exc* is not gracekit's)."""
     if sys.version_info >= (3, 11):
         return task.uncancel() > 0
-    return False  # pragma: no cover - Python 3.10 counts no cancellation requests
+    return exc is not None and not _gracekits(exc)  # pragma: no cover - Python 3.10
 
 
-async def _absorb_cancellation(task: asyncio.Task[object]) -> bool:
+def _cancelled_by_others(deadline: RequestDeadline, exc: BaseException | None = None) -> bool:
+    """Take back the request's cancellations by gracekit; True if others are pending."""
+    if deadline.take_back():
+        return True
+    return sys.version_info < (3, 11) and exc is not None and not _gracekits(exc)
+
+
+async def _absorb_cancellation(deadline: RequestDeadline) -> bool:
     """After an error in place of the cancellation gracekit asked for (a library that turned it
     into an exception of its own, or one raised before it landed): take the cancellation back,
     and absorb it if it is still to be delivered. False if another cancellation is pending."""
-    if _still_cancelled(task):
+    if _cancelled_by_others(deadline):
         return False
     try:
         await asyncio.sleep(0)  # a cancellation not delivered yet lands here
-    except asyncio.CancelledError:
-        if sys.version_info >= (3, 11) and task.cancelling():
+    except asyncio.CancelledError as exc:
+        if sys.version_info >= (3, 11) and deadline.task.cancelling():
             raise  # a new one, not ours
+        if sys.version_info < (3, 11) and not _gracekits(exc):  # pragma: no cover
+            raise
     return True
 
 
@@ -147,7 +162,7 @@ class DrainMiddleware:
         )
 
     @property
-    def routes(self) -> RouteTable:
+    def route_table(self) -> RouteTable:
         """The app's routes with their deadlines (found at startup, or at the first request)."""
         table = self._table
         if table is None:
@@ -170,7 +185,7 @@ class DrainMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            self.routes  # noqa: B018 - builds the route table, raising on bad settings
+            self.route_table  # noqa: B018 - builds the route table, raising on bad settings
         except (TypeError, ValueError) as exc:
             # Fail the startup the ASGI way: under uvicorn's default lifespan="auto", an
             # exception would read as "lifespan not supported" and the app would serve anyway.
@@ -182,9 +197,15 @@ class DrainMiddleware:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         inflight = self._inflight
         requests = inflight.requests
-        table = self._table or self.routes
         task = current_task()
-        now = task.get_loop().time()
+        if task in requests:
+            # A second DrainMiddleware on this lifecycle (a mounted sub-app): the outer one
+            # has this request already.
+            await self.app(scope, receive, send)
+            return
+        table = self._table or self.route_table
+        loop = task.get_loop()
+        now = loop.time()
         inbound = inbound_budget(scope["headers"]) if self._budget_headers else None
         timers = inflight.timers
         deadline = RequestDeadline(task, scope, now, inbound, timers.drain_at, table)
@@ -194,59 +215,80 @@ class DrainMiddleware:
         if timers.drain_at is not None:
             bound = min(bound, timers.drain_at)
         if bound != math.inf:
-            timers.watch(deadline, bound)
+            timers.watch(deadline, bound, loop)
         token = activate(deadline)
         after_shutdown = inflight.closing
         started = False
         status = 500  # what the client gets when nothing is sent: the server's error
+        finished: float | None = None
 
         async def send_closing(message: Message) -> None:
-            nonlocal started, status
-            if message["type"] == "http.response.start":
+            nonlocal started, status, finished
+            kind = message["type"]
+            if kind == "http.response.start":
                 started = True
                 status = message["status"]
                 if inflight.closing and scope.get("http_version") in ("1.1", "1.0"):
                     message = {**message, "headers": [*message["headers"], _CONNECTION_CLOSE]}
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                await send(message)
+                # Sent whole: what runs after it (background tasks) is bound by the drain,
+                # not by the request's deadline, and is not the request's latency.
+                finished = loop.time()
+                deadline.completed = True
+                if deadline.timer is not None:
+                    deadline.timer.cancel()
+                    deadline.timer = None
+                return
             await send(message)
 
         try:
             await self.app(scope, receive, send_closing)
-        except asyncio.CancelledError:
-            if deadline.cut is None or _still_cancelled(task):
+        except asyncio.CancelledError as exc:
+            if deadline.cut is None or _cancelled_by_others(deadline, exc):
                 status = 0  # cancelled from elsewhere (the server's forced exit): not counted
                 raise
-            status = await self._cut_short(scope, send, deadline, started) or status
+            if not deadline.completed:
+                status = await self._cut_short(scope, send, deadline, started) or status
         except Exception:
-            if started:
+            if deadline.cut is not None:
+                # In place of gracekit's cancellation: a library turned it into its own error.
+                if not await _absorb_cancellation(deadline):
+                    status = 0
+                    raise  # cancelled by someone else as well: not ours to answer
+            elif started:
                 raise
-            if deadline.cut is None:
+            else:
                 # A downstream timeout set from the budget, or DeadlineExceeded from a helper:
                 # an error because the budget ran out is the deadline's, and gets its 504.
                 at = deadline.at
-                if at is None or task.get_loop().time() < at:
+                if at is None or loop.time() < at:
                     raise
                 deadline.cut = deadline.expiry_reason()
-            elif not await _absorb_cancellation(task):
-                status = 0
-                raise  # cancelled by someone else as well: not ours to answer
-            status = await self._cut_short(scope, send, deadline, started) or status
+            if not deadline.completed:
+                status = await self._cut_short(scope, send, deadline, started) or status
+        else:
+            if deadline.cancels:
+                deadline.take_back()  # the handler swallowed gracekit's cancellation
         finally:
             deactivate(token)
             if deadline.timer is not None:
                 deadline.timer.cancel()
             del requests[task]
             inflight.left()
+            deadline.end()
             observer = self.lifecycle.request_observer
             if observer is not None and status:
                 route = deadline.route
                 if not route.exempt:
+                    end = finished if finished is not None else loop.time()
                     observer.request_done(
                         scope["method"],
                         route.template,
                         status,
-                        task.get_loop().time() - now,
+                        end - now,
                         after_shutdown=after_shutdown,
-                        cut=deadline.cut,
+                        cut=None if finished is not None else deadline.cut,
                     )
 
     async def _cut_short(
@@ -321,8 +363,8 @@ class DrainMiddleware:
         inflight.websockets[task] = going_away
         try:
             await self.app(scope, receive, send_unless_closed)
-        except asyncio.CancelledError:
-            if task not in inflight.cut_websockets or _still_cancelled(task):
+        except asyncio.CancelledError as exc:
+            if task not in inflight.cut_websockets or _still_cancelled(task, exc):
                 raise
             await going_away()
         finally:

@@ -19,6 +19,7 @@ import anyio
 import anyio.abc
 
 from .. import _validate
+from ..deadlines.budget import forget
 from ..errors import LifecycleError
 from ..events.bus import EventBus
 from ..probes.runner import describe_error
@@ -224,6 +225,7 @@ class Termination:
             raise LifecycleError("background work can only start while the lifecycle runs")
 
         async def tracked() -> None:
+            forget()  # background work does not inherit the deadline of the request it came from
             async with self.track():
                 try:
                     await func(*args)
@@ -262,6 +264,8 @@ class Termination:
             elapsed_s=round(time.monotonic() - started, 3),
         )
         timeout = 0.0 if self.report.forced else self.timing.drain_timeout
+        if self.report.forced:
+            self._cut("forced shutdown")  # before the clamp, which would say "drain"
         drain_at = anyio.current_time() + timeout
         # One deadline mechanism: the drain deadline caps every request's own, so a request
         # still running then is cut by its own timer and answered 503 in time, and handlers see
@@ -311,12 +315,12 @@ class Termination:
         self._cut("forced shutdown")
 
     def _cut(self, reason: str) -> None:
-        if not self.inflight and not self._tracked:
-            return
-        self.report.drain_timed_out = True
-        self.inflight.cut(reason)
-        self.report.cancelled_tasks += len(self._tracked)
-        for scope in list(self._tracked):
+        cut = self.inflight.cut(reason)
+        if cut or self._tracked:
+            self.report.drain_timed_out = True
+        fresh = [scope for scope in self._tracked if not scope.cancel_called]
+        self.report.cancelled_tasks += len(fresh)
+        for scope in fresh:
             scope.cancel()
 
     async def _wait_idle(self) -> None:

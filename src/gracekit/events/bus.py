@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +81,8 @@ class EventBus:
         self._in_flight = in_flight
         self._listeners: list[Listener] = []
         self._group: anyio.abc.TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
         self._pending = 0
         self._idle: anyio.Event | None = None
 
@@ -93,13 +99,26 @@ class EventBus:
         return unsubscribe
 
     def bind(self, group: anyio.abc.TaskGroup | None) -> None:
-        """Where async listeners run (the lifecycle's task group while it runs)."""
+        """Where async listeners run (the lifecycle's task group while it runs): events
+        emitted from other threads are handed to this loop."""
         self._group = group
+        if group is None:
+            self._loop = self._thread = None
+        else:
+            self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
 
-    def emit(
-        self, kind: str, level: int, template: str, *args: object, **fields: Any
-    ) -> LifecycleEvent:
-        """Log the event (``template % args``) with its fields, and hand it to the listeners."""
+    def emit(self, kind: str, level: int, template: str, *args: object, **fields: Any) -> None:
+        """Log the event (``template % args``) with its fields, and hand it to the listeners,
+        on the event loop (from another thread, a gate opened there: soon after)."""
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._thread:
+            emit = functools.partial(self._emit, kind, level, template, *args, **fields)
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
+                loop.call_soon_threadsafe(emit)
+            return
+        self._emit(kind, level, template, *args, **fields)
+
+    def _emit(self, kind: str, level: int, template: str, *args: object, **fields: Any) -> None:
         event = LifecycleEvent(
             kind=kind,
             message=template % args if args else template,
@@ -117,7 +136,6 @@ class EventBus:
                 continue
             if inspect.isawaitable(result):
                 self._run_later(listener, result, kind)
-        return event
 
     def _run_later(self, listener: Listener, result: Awaitable[object], kind: str) -> None:
         if self._group is None:
@@ -139,8 +157,8 @@ class EventBus:
                 if not self._pending and self._idle is not None:
                     self._idle.set()
 
-        self._pending += 1
         self._group.start_soon(run, name=f"gracekit event listener ({kind})")
+        self._pending += 1
 
     async def flush(self) -> None:
         """Wait for the async listeners still running (bound it with a cancel scope)."""

@@ -26,6 +26,7 @@ require("prometheus_client", extra="prometheus", feature="gracekit.metrics")
 
 import prometheus_client  # noqa: E402 - after the check that names the extra
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # noqa: E402
+from prometheus_client.values import MutexValue  # noqa: E402
 
 if TYPE_CHECKING:
     from ..lifecycle import Lifecycle
@@ -87,8 +88,9 @@ class Metrics:
             raise ValueError("this lifecycle has its metrics already")
         self.lifecycle = lifecycle
         self.registry = registry if registry is not None else prometheus_client.REGISTRY
-        #: True when prometheus_client shares values between processes through files.
-        self.multiprocess = bool(os.environ.get(MULTIPROCESS_VARIABLE))
+        #: True when prometheus_client shares values between processes through files (it
+        #: decided when it was imported, from PROMETHEUS_MULTIPROC_DIR).
+        self.multiprocess = prometheus_client.values.ValueClass is not MutexValue
         r = self.registry
         self.requests = Counter(
             "http_requests",
