@@ -20,6 +20,7 @@ def test_top_level_api_is_pinned() -> None:
         "GracekitError",
         "Lifecycle",
         "LifecycleError",
+        "Management",
         "Phase",
         "ProbeApp",
         "ProbeResult",

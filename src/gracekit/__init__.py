@@ -24,6 +24,7 @@ from .probes.conditions import StartupTask as StartupTask
 from .probes.endpoints import ProbeApp as ProbeApp
 from .probes.runner import CheckState as CheckState
 from .probes.runner import CheckStatus as CheckStatus
+from .server.management import Management as Management
 from .server.serve import serve as serve
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "GracekitError",
     "Lifecycle",
     "LifecycleError",
+    "Management",
     "Phase",
     "ProbeApp",
     "ProbeResult",
