@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -17,6 +16,7 @@ from .._asgi import problem
 from ..deadlines.budget import EXPIRED, RequestDeadline, activate, deactivate
 from ..deadlines.headers import inbound_budget
 from ..deadlines.routes import RouteTable, find_routes
+from .cancellation import absorb_cancellation, cancelled_by_others, still_cancelled
 from .inflight import current_task
 
 if TYPE_CHECKING:
@@ -46,42 +46,6 @@ class RequestObserver(Protocol):
         """*route* is the matched route's template (None: no route matched); *status* what
         the client got (500 when the app raised); *after_shutdown* True for a request that
         arrived once the shutdown had started; *cut* why it was cut short, if it was."""
-
-
-def _gracekits(exc: BaseException) -> bool:
-    """True for a cancellation gracekit asked for (its message says so)."""
-    return bool(exc.args) and str(exc.args[0]).startswith("gracekit: ")
-
-
-def _still_cancelled(task: asyncio.Task[object], exc: BaseException | None = None) -> bool:
-    """Take back the one cancellation gracekit asked for a websocket's task; True if another
-    one is pending (on Python 3.10, which counts no cancellations: if *exc* is not gracekit's)."""
-    if sys.version_info >= (3, 11):
-        return task.uncancel() > 0
-    return exc is not None and not _gracekits(exc)  # pragma: no cover - Python 3.10
-
-
-def _cancelled_by_others(deadline: RequestDeadline, exc: BaseException | None = None) -> bool:
-    """Take back the request's cancellations by gracekit; True if others are pending."""
-    if deadline.take_back():
-        return True
-    return sys.version_info < (3, 11) and exc is not None and not _gracekits(exc)
-
-
-async def _absorb_cancellation(deadline: RequestDeadline) -> bool:
-    """After an error in place of the cancellation gracekit asked for (a library that turned it
-    into an exception of its own, or one raised before it landed): take the cancellation back,
-    and absorb it if it is still to be delivered. False if another cancellation is pending."""
-    if _cancelled_by_others(deadline):
-        return False
-    try:
-        await asyncio.sleep(0)  # a cancellation not delivered yet lands here
-    except asyncio.CancelledError as exc:
-        if sys.version_info >= (3, 11) and deadline.task.cancelling():
-            raise  # a new one, not ours
-        if sys.version_info < (3, 11) and not _gracekits(exc):  # pragma: no cover
-            raise
-    return True
 
 
 def _route_deadlines(value: Mapping[str, float | None] | None) -> dict[str, float | None]:
@@ -245,7 +209,7 @@ class DrainMiddleware:
         try:
             await self.app(scope, receive, send_closing)
         except asyncio.CancelledError as exc:
-            if deadline.cut is None or _cancelled_by_others(deadline, exc):
+            if deadline.cut is None or cancelled_by_others(deadline, exc):
                 status = 0  # cancelled from elsewhere (the server's forced exit): not counted
                 raise
             if not deadline.completed:
@@ -253,7 +217,7 @@ class DrainMiddleware:
         except Exception:
             if deadline.cut is not None:
                 # In place of gracekit's cancellation: a library turned it into its own error.
-                if not await _absorb_cancellation(deadline):
+                if not await absorb_cancellation(deadline):
                     status = 0
                     raise  # cancelled by someone else as well: not ours to answer
             elif started:
@@ -364,7 +328,7 @@ class DrainMiddleware:
         try:
             await self.app(scope, receive, send_unless_closed)
         except asyncio.CancelledError as exc:
-            if task not in inflight.cut_websockets or _still_cancelled(task, exc):
+            if task not in inflight.cut_websockets or still_cancelled(task, exc):
                 raise
             await going_away()
         finally:
