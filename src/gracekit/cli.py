@@ -14,7 +14,7 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 #: The modules whose ``register()`` adds a subcommand, in the order ``--help`` lists them.
-COMMAND_MODULES = ("gracekit.server.command",)
+COMMAND_MODULES = ("gracekit.server.command", "gracekit.rollout.command")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -112,9 +112,10 @@ class Probe:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
+        success = f", success {self.success_threshold}" if self.success_threshold > 1 else ""
         return (
             f"{self.path} every {self.period:g} s, timeout {self.timeout:g} s, "
-            f"failure {self.failure_threshold}, success {self.success_threshold}"
+            f"failure {self.failure_threshold}{success}"
         )
 
 
@@ -194,7 +195,11 @@ class LoadSettings:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rate", _validate.seconds(self.rate, what="rate"))
+        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)):
+            raise TypeError(f"rate must be a number of requests per second, not {self.rate!r}")
+        if not 0 < self.rate < math.inf:  # also rejects NaN
+            raise ValueError(f"rate must be a number of requests per second > 0, got {self.rate!r}")
+        object.__setattr__(self, "rate", float(self.rate))
         _path(self.path, what="load path")
         _path(self.slow_path, what="slow path")
         _share(self.slow_share, what="slow share")

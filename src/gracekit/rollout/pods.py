@@ -174,7 +174,7 @@ class PodCommand:
         return [arg.replace("{port}", str(port)) for arg in self.argv]
 
     def __str__(self) -> str:
-        return shlex.join(self.argv)
+        return shlex.join(self.argv).replace("'{port}'", "{port}")
 
 
 @dataclass

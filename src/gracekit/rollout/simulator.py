@@ -13,9 +13,10 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +29,10 @@ from .envoy import Envoy
 from .errors import RolloutError
 from .kubelet import Kubelet
 from .load import Load
-from .pods import Pod, Processes, free_port, until
+from .pods import RUN_VARIABLE, Pod, Processes, free_port, until
 from .timeline import Event, Timeline
 
-__all__ = ["PodRun", "RunResult", "Simulation"]
+__all__ = ["PodRun", "RunResult", "Simulation", "run_until_signal"]
 
 _LOG_TAIL = 3000
 
@@ -58,6 +59,7 @@ class RunResult:
     rollout_started: float | None = None
     rollout_finished: float | None = None
     error: str | None = None
+    run_id: str = ""
     pids: list[int] = field(default_factory=list)
 
 
@@ -78,11 +80,14 @@ class Simulation:
         not starting, a bound reached) is recorded in ``result.error``, not raised; every
         process started is stopped before this returns, or when it is cancelled."""
         settings = self.settings
+        self.timeline.restart()
         if settings.work_dir is not None:
             settings.work_dir.mkdir(parents=True, exist_ok=True)
             self._work_dir = settings.work_dir
         else:
             self._work_dir = Path(tempfile.mkdtemp(prefix="gracekit-rollout-"))
+        self.result.run_id = self.processes.run_id
+        self.timeline.add("", "run", f"{RUN_VARIABLE}={self.processes.run_id}, in {self._work_dir}")
         try:
             with anyio.move_on_after(settings.max_duration) as scope:
                 async with anyio.create_task_group() as tg:
@@ -200,3 +205,33 @@ class Simulation:
                 f"the load reached its bound of {self.settings.max_requests} requests before "
                 "the rollout finished: raise the bound or lower the rate"
             )
+
+
+def run_until_signal(simulations: Sequence[Simulation]) -> tuple[list[RunResult], int | None]:
+    """Run *simulations* one after the other, until SIGINT or SIGTERM stops them (and every
+    process they started). Returns the results, and the signal that stopped them if one did.
+    """
+    results: list[RunResult] = []
+    stopped_by: list[int] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        stopped_by.append(signum)
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(watch)
+            for simulation in simulations:
+                results.append(await simulation.run())
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(main)
+    finally:
+        for simulation in simulations:
+            simulation.stop_all()
+    return results, stopped_by[0] if stopped_by else None

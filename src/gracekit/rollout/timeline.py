@@ -36,6 +36,11 @@ class Timeline:
         self.events: list[Event] = []
         self._echo = echo
 
+    def restart(self) -> None:
+        """Make now the start of the run (a simulation built ahead of its run calls this)."""
+        self.origin = time.monotonic()
+        self.events.clear()
+
     def now(self) -> float:
         """Seconds since the start of the run."""
         return time.monotonic() - self.origin
