@@ -58,3 +58,13 @@ def test_plain_uvicorn_loses_requests(proxy: str) -> None:
     assert sum(lost.values()) > 0
     # What each proxy turns a pod that stopped accepting into:
     assert set(lost) == ({"http_503"} if proxy == "l7" else {"reset"}), lost
+
+
+def test_envoy_retries_connect_failures_in_l7() -> None:
+    settings = demo_settings("uvicorn", proxy="l7", retries=2, before=0.5, after=0.5)
+    result = anyio.run(Simulation(settings).run)
+    assert result.error is None
+    # The pods that stopped accepting refuse Envoy's connections, and Envoy tries again
+    # elsewhere (while every pod it knows has gone, the retries fail too).
+    assert result.proxy_stats["cx_connect_fail"] > 0
+    assert result.proxy_stats["rq_retry"] > 0

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..drain.timing import ShutdownTiming
 from .config import KubeletSettings, RolloutSettings
 from .pods import PodCommand
 
@@ -31,35 +32,43 @@ SHUTDOWN_DELAY = 3.0
 DRAIN_TIMEOUT = 5.0
 HOOK_TIMEOUT = 1.0
 PROPAGATION_DELAY = 2.0
-#: delay + drain + hooks + 2 s of margin, rounded up (ShutdownTiming.grace_period()).
-GRACE_PERIOD = 11.0
 
 
-def demo_settings(server: str, *, proxy: str = "l7", **changes: Any) -> RolloutSettings:
-    """The settings of the demo's run under *server* (``uvicorn`` or ``gracekit``); *changes*
-    replace fields of :class:`RolloutSettings` (the tests shorten the run this way).
+def demo_settings(
+    server: str, *, proxy: str = "l7", shutdown_delay: float = SHUTDOWN_DELAY, **changes: Any
+) -> RolloutSettings:
+    """The settings of the demo's run under *server* (``uvicorn`` or ``gracekit``), with
+    gracekit's *shutdown_delay*; *changes* replace fields of :class:`RolloutSettings` (the
+    tests and the benchmark change the propagation delay and the length of the load).
+
+    Both servers get the same grace period: what gracekit's sequence needs
+    (:meth:`~gracekit.ShutdownTiming.grace_period`); the kubelet passes it on to the pods in
+    ``GRACEKIT_GRACE_PERIOD``.
 
     Raises:
         ValueError: an unknown server or proxy mode.
     """
+    timing = ShutdownTiming(
+        delay=shutdown_delay, drain_timeout=DRAIN_TIMEOUT, hook_timeout=HOOK_TIMEOUT
+    )
+    grace_period = timing.grace_period()
     if server == "gracekit":
         env = {
-            "GRACEKIT_SHUTDOWN_DELAY": f"{SHUTDOWN_DELAY:g}",
-            "GRACEKIT_DRAIN_TIMEOUT": f"{DRAIN_TIMEOUT:g}",
-            "GRACEKIT_HOOK_TIMEOUT": f"{HOOK_TIMEOUT:g}",
+            "GRACEKIT_SHUTDOWN_DELAY": f"{timing.delay:g}",
+            "GRACEKIT_DRAIN_TIMEOUT": f"{timing.drain_timeout:g}",
+            "GRACEKIT_HOOK_TIMEOUT": f"{timing.hook_timeout:g}",
         }
     elif server == "uvicorn":
         env = {"DEMO_TERMINATION": "uvicorn"}
     else:
         raise ValueError(f"the demo runs under uvicorn or gracekit, not {server!r}")
-    env["GRACEKIT_GRACE_PERIOD"] = f"{GRACE_PERIOD:g}"
     command = PodCommand.for_app(DEMO_APP, server=server, factory=True, env=env)
     label = {srv: name for name, srv in RUNS}[server]
     settings = RolloutSettings(
         command=command,
         proxy=proxy,
         propagation_delay=PROPAGATION_DELAY,
-        kubelet=KubeletSettings(grace_period=GRACE_PERIOD),
+        kubelet=KubeletSettings(grace_period=grace_period),
         label=label,
     )
     return replace(settings, **changes)

@@ -287,6 +287,18 @@ class Envoy:
         """The end of Envoy's log."""
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
 
+    async def stats(self) -> dict[str, int]:
+        """Envoy's counters for the cluster, by name (without ``cluster.pods.upstream_``):
+        connections, connect failures, requests, 5xx, retries."""
+        pattern = "^cluster\\.pods\\.upstream_(cx_total|cx_connect_fail|rq_total|rq_5xx|rq_retry)$"
+        text = (await self.admin(f"/stats?filter={pattern}")).body.decode(errors="replace")
+        counters = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().isdigit():
+                counters[name.removeprefix(f"cluster.{CLUSTER}.upstream_")] = int(value)
+        return dict(sorted(counters.items()))
+
     async def wait_members(self, wanted: Collection[int]) -> None:
         """Return once the cluster's members are exactly *wanted* (the caller bounds it)."""
         while True:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from ..drain.timing import GRACE_PERIOD_VARIABLE
 from . import http1
 from .config import KubeletSettings, Probe
 from .errors import BadResponse, RolloutError
@@ -119,7 +120,10 @@ class Kubelet:
         """Start the container and supervise it until it exits, fails a probe (and is
         terminated) or the pod is deleted (and it is terminated)."""
         try:
-            process = self.pod.start(self._processes)
+            # As the manifests gracekit writes do: the app can warn when its timings do not
+            # fit in the grace period.
+            grace = {GRACE_PERIOD_VARIABLE: f"{self.settings.grace_period:g}"}
+            process = self.pod.start(self._processes, defaults=grace)
         except RolloutError as exc:
             self.pod.note(str(exc))
             self._event("start-failed", str(exc))

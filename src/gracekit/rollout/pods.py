@@ -190,11 +190,15 @@ class Pod:
     process: subprocess.Popen[bytes] | None = None
     pids: list[int] = field(default_factory=list)
 
-    def start(self, processes: Processes) -> subprocess.Popen[bytes]:
-        """Start a container (again, after a restart), with ``VERSION`` and ``POD_NAME`` set."""
+    def start(
+        self, processes: Processes, *, defaults: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a container (again, after a restart), with ``VERSION`` and ``POD_NAME`` set;
+        *defaults* are set unless the command's environment sets them."""
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
+            **(defaults or {}),
             **self.command.env,
             "VERSION": self.version,
             "POD_NAME": self.name,

@@ -20,7 +20,7 @@ from .kubelet import Termination
 from .load import Outcome
 from .simulator import PodRun, RunResult
 
-__all__ = ["BUCKET", "build", "percentile", "write_json"]
+__all__ = ["BUCKET", "build", "percentile", "windows", "write_json"]
 
 #: Width of the timeline's buckets, in seconds.
 BUCKET = 0.5
@@ -48,12 +48,18 @@ def _latency(outcomes: Iterable[Outcome]) -> dict[str, Any]:
     }
 
 
-def _windows(result: RunResult) -> dict[str, tuple[float, float]]:
+def windows(result: RunResult) -> dict[str, list[Outcome]]:
+    """The outcomes of *result* by window (``before``, ``during``, ``after`` the rollout),
+    each request by the moment it was due, in order."""
     load = result.load
-    start = load.started if load is not None and load.started is not None else 0.0
+    outcomes = sorted(load.outcomes, key=lambda o: o.at) if load is not None else []
     begin = result.rollout_started if result.rollout_started is not None else math.inf
     end = result.rollout_finished if result.rollout_finished is not None else math.inf
-    return {"before": (start, begin), "during": (begin, end), "after": (end, math.inf)}
+    return {
+        "before": [o for o in outcomes if o.at < begin],
+        "during": [o for o in outcomes if begin <= o.at < end],
+        "after": [o for o in outcomes if o.at >= end],
+    }
 
 
 def _failures(outcomes: Iterable[Outcome]) -> dict[str, int]:
@@ -145,10 +151,8 @@ def build(result: RunResult) -> dict[str, Any]:
     """The report of *result*: settings, requests, latencies, rollout, pods, timeline."""
     load = result.load
     outcomes = sorted(load.outcomes, key=lambda o: o.at) if load is not None else []
-    windows = _windows(result)
     latency: dict[str, Any] = {}
-    for window, (begin, end) in windows.items():
-        inside = [o for o in outcomes if begin <= o.at < end]
+    for window, inside in windows(result).items():
         latency[window] = {
             "requests": len(inside),
             "failed": sum(1 for o in inside if o.failed),
@@ -187,6 +191,7 @@ def build(result: RunResult) -> dict[str, Any]:
             {"at": e.at, "pod": e.pod, "kind": e.kind, "detail": e.detail}
             for e in result.timeline.events
         ],
+        "proxy": result.proxy_stats,
         "processes": {"run": result.run_id, "envoy": result.envoy_pid, "pids": list(result.pids)},
     }
 

@@ -60,6 +60,7 @@ class RunResult:
     rollout_finished: float | None = None
     error: str | None = None
     run_id: str = ""
+    proxy_stats: dict[str, int] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
 
 
@@ -165,6 +166,7 @@ class Simulation:
         load.stop()
         await load_done.wait()
         self.timeline.add("", "load-stopped", f"{load.sent} requests")
+        result.proxy_stats = await envoy.stats()
 
     def _create(self, tg: TaskGroup, endpoints: Endpoints, version: str, n: int) -> PodRun:
         assert self._work_dir is not None

@@ -99,6 +99,19 @@ def _versions(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _proxy(stats: dict[str, int]) -> str:
+    if not stats:
+        return "-"
+    names = {
+        "cx_total": "connections to pods",
+        "cx_connect_fail": "connect failures",
+        "rq_total": "requests",
+        "rq_5xx": "5xx",
+        "rq_retry": "retries",
+    }
+    return ", ".join(f"{stats[key]} {name}" for key, name in names.items() if key in stats)
+
+
 def render(report: dict[str, Any]) -> str:
     """The text report of one run."""
     requests, rollout = report["requests"], report["rollout"]
@@ -113,6 +126,7 @@ def render(report: dict[str, Any]) -> str:
         f"requests   {total} sent, {failed} failed{share}",
         f"  failed   {failure_summary(report)}",
         f"  answers  {statuses}",
+        f"  Envoy    {_proxy(report['proxy'])}",
         f"rollout    {_num(rollout['duration'], ' s')} (t = {_num(rollout['started'])} .. "
         f"{_num(rollout['finished'])} s)",
         "latency    p50 / p99 ms, answered requests     before          during",
