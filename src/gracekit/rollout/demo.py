@@ -9,6 +9,7 @@ the propagation delay, then drains.
 from __future__ import annotations
 
 import sys
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -140,4 +141,4 @@ def _conclusion(reports: list[dict[str, Any]]) -> str:
             f"serving for {SHUTDOWN_DELAY:g} s (its shutdown delay, longer than the propagation "
             "delay), then drained and exited 0."
         )
-    return "\n".join(lines)
+    return "\n".join(textwrap.fill(line, width=96) for line in lines)

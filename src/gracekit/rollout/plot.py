@@ -217,18 +217,23 @@ def _legend(versions: Sequence[str], kinds: Sequence[str]) -> list[str]:
     return parts
 
 
-def svg(report: dict[str, Any]) -> str:
-    """One run's chart."""
+def _end(report: dict[str, Any]) -> float:
+    """The last moment the chart of *report* shows: its last event or request."""
+    width = report["timeline"]["bucket"]
+    return max(
+        [float(e["at"]) for e in report["events"]]
+        + [b["t"] + width for b in report["timeline"]["buckets"]]
+        + [1.0]
+    )
+
+
+def svg(report: dict[str, Any], *, end: float | None = None) -> str:
+    """One run's chart, its time axis up to *end* seconds (default: the run's own end)."""
     buckets = report["timeline"]["buckets"]
     versions = list(report["settings"]["versions"])
     versions += sorted({v for b in buckets for v in b["versions"]} - set(versions))
     kinds = sorted({k for b in buckets for k in b["failures"]})
-    end = max(
-        [e["at"] for e in report["events"]]
-        + [b["t"] + report["timeline"]["bucket"] for b in buckets]
-        + [1.0]
-    )
-    scale = _Scale(end)
+    scale = _Scale(_end(report) if end is None else end)
     lanes_top = _CHART_TOP + _CHART_HEIGHT + 16
     axis_y = lanes_top + len(report["pods"]) * (_LANE + _LANE_GAP) + 4
     height = axis_y + 40
@@ -274,12 +279,13 @@ def _summary(report: dict[str, Any]) -> str:
 
 
 def page(reports: Sequence[dict[str, Any]], *, title: str = "gracekit rollout") -> str:
-    """An HTML page with the chart of each report."""
+    """An HTML page with the chart of each report, all on the same time axis."""
+    end = max((_end(report) for report in reports), default=1.0)
     sections = []
     for report in reports:
         heading = report["label"] or "rollout"
         error = f"<p><b>ERROR:</b> {_esc(report['error'])}</p>" if report["error"] else ""
-        sections.append(f"<h2>{_esc(heading)}</h2>{_summary(report)}{error}{svg(report)}")
+        sections.append(f"<h2>{_esc(heading)}</h2>{_summary(report)}{error}{svg(report, end=end)}")
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
         f"<style>{_STYLE}</style></head><body><h1>{_esc(title)}</h1>"

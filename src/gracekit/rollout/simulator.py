@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import tempfile
@@ -166,7 +167,8 @@ class Simulation:
         load.stop()
         await load_done.wait()
         self.timeline.add("", "load-stopped", f"{load.sent} requests")
-        result.proxy_stats = await envoy.stats()
+        with contextlib.suppress(OSError, EOFError, TimeoutError, RolloutError):
+            result.proxy_stats = await envoy.stats()  # if Envoy still answers
 
     def _create(self, tg: TaskGroup, endpoints: Endpoints, version: str, n: int) -> PodRun:
         assert self._work_dir is not None
