@@ -219,12 +219,10 @@ def _legend(versions: Sequence[str], kinds: Sequence[str]) -> list[str]:
 
 def _end(report: dict[str, Any]) -> float:
     """The last moment the chart of *report* shows: its last event or request."""
-    width = report["timeline"]["bucket"]
-    return max(
-        [float(e["at"]) for e in report["events"]]
-        + [b["t"] + width for b in report["timeline"]["buckets"]]
-        + [1.0]
-    )
+    width = float(report["timeline"]["bucket"])
+    moments = [float(e["at"]) for e in report["events"]]
+    moments += [float(b["t"]) + width for b in report["timeline"]["buckets"]]
+    return max([*moments, 1.0])
 
 
 def svg(report: dict[str, Any], *, end: float | None = None) -> str:
