@@ -14,7 +14,11 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 #: The modules whose ``register()`` adds a subcommand, in the order ``--help`` lists them.
-COMMAND_MODULES = ("gracekit.server.command", "gracekit.kubernetes.command")
+COMMAND_MODULES = (
+    "gracekit.server.command",
+    "gracekit.kubernetes.command",
+    "gracekit.rollout.command",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
