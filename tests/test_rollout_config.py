@@ -70,6 +70,19 @@ def test_prestop_specs() -> None:
             PreStop.parse(bad)
 
 
+def test_prestop_headers() -> None:
+    assert PreStop.header("Authorization: Bearer a:b") == ("Authorization", "Bearer a:b")
+    hook = PreStop("http", path="/health/prestop", headers=(("X-Token", "t"),))
+    assert hook.headers == (("X-Token", "t"),)
+    for bad in ("no colon", ": empty name", "X: a\r\nInjected: 1"):
+        with pytest.raises(ValueError, match="'Name: value'"):
+            PreStop.header(bad)
+    with pytest.raises(ValueError, match="go with an http hook"):
+        PreStop("sleep", seconds=1, headers=(("X-Token", "t"),))
+    with pytest.raises(ValueError, match="'Name: value'"):
+        PreStop("http", path="/p", headers=(("X-Token", "t\r\nInjected: 1"),))
+
+
 @pytest.mark.parametrize(
     ("changes", "error", "message"),
     [

@@ -159,13 +159,15 @@ async def test_a_prestop_hook_longer_than_the_grace_period_gets_2_s_more(tmp_pat
 
 
 async def test_http_prestop_spends_gracekits_delay_before_sigterm(tmp_path: Path) -> None:
-    command = PodCommand.for_app(
-        DEMO_APP, factory=True, env={"GRACEKIT_SHUTDOWN_DELAY": "1", "WARMUP_SECONDS": "0"}
-    )
+    token = "kubelet-test-token"
+    env = {"GRACEKIT_SHUTDOWN_DELAY": "1", "WARMUP_SECONDS": "0", "DEMO_PRESTOP_TOKEN": token}
+    command = PodCommand.for_app(DEMO_APP, factory=True, env=env)
     settings = KubeletSettings(
         startup=FAST.startup,
         readiness=FAST.readiness,
-        prestop=PreStop("http", path="/health/prestop"),
+        prestop=PreStop(
+            "http", path="/health/prestop", headers=(("Authorization", f"Bearer {token}"),)
+        ),
         grace_period=10.0,
     )
     async with kubelet(tmp_path, settings, command=command) as run:

@@ -8,6 +8,7 @@ process started is stopped on each of these ways out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from collections.abc import Callable
@@ -141,6 +142,9 @@ def _add_options(parser: argparse.ArgumentParser, *, proxy: str = "l7") -> None:
         kubelet.add_argument(f"--{name}", metavar="PROBE", default="", help=f"default {default}")
     kubelet.add_argument("--prestop", default="none", metavar="HOOK",
                          help="none (default), sleep:SECONDS or http:PATH")  # fmt: skip
+    kubelet.add_argument("--prestop-header", action="append", default=[], type=_header,
+                         metavar="'NAME: VALUE'",
+                         help="a header the http preStop hook sends (repeatable)")  # fmt: skip
     kubelet.add_argument("--grace-period", type=seconds, default=30.0, metavar="S",
                          help="seconds from preStop to SIGKILL (default %(default)s)")  # fmt: skip
     out = parser.add_argument_group("the output")
@@ -215,9 +219,10 @@ def _settings(args: argparse.Namespace) -> RolloutSettings:
         probe = getattr(defaults, name)
         spec = getattr(args, name)
         probes[name] = probe.updated(spec) if spec and probe is not None else probe
-    kubelet = KubeletSettings(
-        **probes, prestop=PreStop.parse(args.prestop), grace_period=args.grace_period
-    )
+    prestop = PreStop.parse(args.prestop)
+    if args.prestop_header:
+        prestop = dataclasses.replace(prestop, headers=tuple(args.prestop_header))
+    kubelet = KubeletSettings(**probes, prestop=prestop, grace_period=args.grace_period)
     chosen: dict[str, dict[str, Any]] = {"load": {}, "rollout": {}}
     for options in _OPTIONS.values():
         for _flag, target, field, _kind, _text in options:
@@ -277,3 +282,12 @@ def _rollout(args: argparse.Namespace) -> int:
     if built["error"]:
         return 2
     return 1 if built["requests"]["failed"] else 0
+
+
+def _header(spec: str) -> tuple[str, str]:
+    from .config import PreStop
+
+    try:
+        return PreStop.header(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -127,6 +127,8 @@ class PreStop:
     kind: str = "none"
     seconds: float = 0.0
     path: str = ""
+    #: Headers the HTTP hook sends (Kubernetes' ``httpHeaders``: a token, say).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("none", "sleep", "http"):
@@ -134,6 +136,19 @@ class PreStop:
         _validate.seconds(self.seconds, what="preStop sleep", allow_zero=True)
         if self.kind == "http":
             _path(self.path, what="preStop path")
+        elif self.headers:
+            raise ValueError("preStop headers go with an http hook")
+        for name, value in self.headers:
+            if not name or ":" in name or any(c in name + value for c in "\r\n"):
+                raise ValueError(f"a preStop header must be 'Name: value', got {name!r}")
+
+    @staticmethod
+    def header(spec: str) -> tuple[str, str]:
+        """``Name: value`` as a pair (an argparse type for ``--prestop-header``)."""
+        name, found, value = spec.partition(":")
+        if not found or not name.strip() or "\r" in spec or "\n" in spec:
+            raise ValueError(f"a preStop header must be 'Name: value', got {spec!r}")
+        return name.strip(), value.strip()
 
     @classmethod
     def parse(cls, spec: str) -> PreStop:

@@ -8,15 +8,17 @@ Serve it with a factory, so that it reads its environment when the server builds
 Routes:
   GET /               -> "hello from VERSION"
   GET /slow?ms=N      -> sleeps N ms (0..60000), then "slept N ms"
-  GET /health/...     -> gracekit's probes (startup, live, ready) and /health/prestop
+  GET /health/...     -> gracekit's probes (startup, live, ready), and /health/prestop when
+                         DEMO_PRESTOP_TOKEN is set (the hook must send it as a bearer token)
 
 Every answer carries ``x-version: VERSION``, so the simulator can tell which version served it.
 
 Environment: ``VERSION`` (default ``dev``); ``WARMUP_SECONDS`` (0.2), a startup task that
 holds readiness back; ``DEMO_TERMINATION``: ``gracekit`` (default) lets gracekit take over
 SIGTERM (the shutdown delay, then the drain); ``uvicorn`` leaves SIGTERM to the server, which
-then stops accepting at once, as an app without gracekit does. The timings come from
-gracekit's own variables (``GRACEKIT_SHUTDOWN_DELAY`` and the others).
+then stops accepting at once, as an app without gracekit does; ``DEMO_PRESTOP_TOKEN``, the
+token of the preStop endpoint (unset: no endpoint). The timings come from gracekit's own
+variables (``GRACEKIT_SHUTDOWN_DELAY`` and the others).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
             ``WARMUP_SECONDS`` is not a number.
     """
     env = os.environ if environ is None else environ
+    token = env.get("DEMO_PRESTOP_TOKEN") or None
     termination = env.get("DEMO_TERMINATION", "gracekit")
     if termination not in ("gracekit", "uvicorn"):
         raise ValueError(f"DEMO_TERMINATION must be gracekit or uvicorn, got {termination!r}")
@@ -81,7 +84,10 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
         routes=[
             Route("/", hello),
             Route("/slow", slow),
-            Mount("/health", app=ProbeApp(lifecycle, prestop=True)),
+            Mount(
+                "/health",
+                app=ProbeApp(lifecycle, prestop=token is not None, prestop_token=token),
+            ),
         ],
         lifespan=lifecycle.lifespan(),
     )

@@ -8,6 +8,7 @@ one response at a time (Content-Length, chunked, or up to the close) and nothing
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import BadResponse
@@ -32,12 +33,16 @@ class Response:
         return "close" not in self.headers.get("connection", "").lower()
 
 
-def request_bytes(path: str, *, host: str, close: bool = False) -> bytes:
-    """A GET request for *path*; with *close*, asking the server to close afterwards."""
+def request_bytes(
+    path: str, *, host: str, close: bool = False, headers: Sequence[tuple[str, str]] = ()
+) -> bytes:
+    """A GET request for *path*; with *close*, asking the server to close afterwards; with
+    *headers* added (a preStop hook's ``httpHeaders``)."""
     connection = "close" if close else "keep-alive"
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: gracekit-rollout\r\n"
-        f"Connection: {connection}\r\n\r\n"
+        f"{extra}Connection: {connection}\r\n\r\n"
     ).encode("latin-1")
 
 
@@ -98,12 +103,14 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         await reader.readexactly(2)
 
 
-async def get(host: str, port: int, path: str) -> Response:
+async def get(
+    host: str, port: int, path: str, *, headers: Sequence[tuple[str, str]] = ()
+) -> Response:
     """GET *path* on a fresh connection that the server is asked to close, as the kubelet's
     probes do. The caller bounds the time (a cancel scope); errors are the socket's own."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(request_bytes(path, host=f"{host}:{port}", close=True))
+        writer.write(request_bytes(path, host=f"{host}:{port}", close=True, headers=headers))
         await writer.drain()
         return await read_response(reader)
     finally:

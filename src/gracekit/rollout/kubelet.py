@@ -286,7 +286,9 @@ class Kubelet:
                     await anyio.sleep(prestop.seconds)
                 else:
                     try:
-                        response = await http1.get("127.0.0.1", self.pod.port, prestop.path)
+                        response = await http1.get(
+                            "127.0.0.1", self.pod.port, prestop.path, headers=prestop.headers
+                        )
                         self._event("prestop-answered", f"status {response.status}")
                     except (OSError, EOFError, BadResponse, asyncio.TimeoutError) as exc:
                         self._event("prestop-failed", type(exc).__name__)
