@@ -52,10 +52,14 @@ def _header_fix(header: str | None, what: str) -> str:
 
 def _prestop_http(target: Target, endpoint: Endpoint, path: str) -> Iterator[Finding]:
     yield from port_findings(target, endpoint, path + ".httpGet.port", "the preStop hook")
-    where, management = landing(target, endpoint), target.management_port is not None
-    if where is not None and not where.management and where.base is None and management:
-        return  # the app's port serves nothing of gracekit's: port_findings said so
-    if where.management if where is not None else management:
+    where, has_management = landing(target, endpoint), target.management_port is not None
+    if where is None:
+        on_management = has_management  # a wrong port, reported: judge the rest as meant
+    elif where.base is None and has_management:
+        return  # the app's port, which serves nothing of gracekit's: reported
+    else:
+        on_management = where.management
+    if on_management:
         yield from _prestop_management(target, endpoint, path)
     else:
         yield from _prestop_app(target, endpoint, path)
