@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from typing import Any
@@ -35,7 +34,7 @@ OBJECTS = objects()
 DEPLOYMENT = OBJECTS[("Deployment", "orders")]
 POD = DEPLOYMENT["spec"]["template"]["spec"]
 CONTAINER = POD["containers"][0]
-TOKEN = next(e["value"] for e in CONTAINER["env"] if e["name"] == "ORDERS_PRESTOP_TOKEN")
+PORTS = {port["name"]: port["containerPort"] for port in CONTAINER["ports"]}
 
 
 def gracekit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,6 +61,22 @@ def test_the_folder_holds_what_a_deployment_needs() -> None:
     assert set(CONTAINER["resources"]["requests"]) == {"cpu", "memory"}
 
 
+def test_the_probes_and_the_hook_use_the_management_port_which_no_service_exposes() -> None:
+    assert PORTS == {"http": 8000, "management": 9001}
+    for field in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert CONTAINER[field]["httpGet"]["port"] == "management", field
+    hook = CONTAINER["lifecycle"]["preStop"]["httpGet"]
+    assert hook == {"path": "/health/prestop", "port": "management"}, "no token there"
+    annotations = DEPLOYMENT["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(PORTS["management"])
+    # Out of the sidecar's reach: the kubelet's hook is not rewritten, and would meet mTLS.
+    assert annotations["traffic.sidecar.istio.io/excludeInboundPorts"] == str(PORTS["management"])
+    service = OBJECTS[("Service", "orders")]["spec"]
+    assert [port["targetPort"] for port in service["ports"]] == ["http"]
+    canary = OBJECTS[("Canary", "orders")]["spec"]["service"]
+    assert canary["targetPort"] == "http", "Flagger writes the Services from it"
+
+
 @pytest.mark.parametrize("version", ["1.30", "1.34"])
 def test_the_core_objects_validate(version: str) -> None:
     core = [obj for (kind, _), obj in OBJECTS.items() if kind in CORE_KINDS]
@@ -70,38 +85,51 @@ def test_the_core_objects_validate(version: str) -> None:
         kubernetes_validate.validate(obj, version, strict=True)
 
 
-def test_doctor_finds_nothing_and_reads_the_app_with_the_containers_env() -> None:
+def doctor(text: str) -> list[str]:
+    """The rules the doctor reports for *text* against the app (it must find errors)."""
+    process = subprocess.run(
+        [sys.executable, "-m", "gracekit", "doctor", "--app", "app:app",
+         "--app-dir", str(ORDERS), "--json"],
+        input=text, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert process.returncode == 1, process.stdout + process.stderr
+    return [f["rule"] for f in json.loads(process.stdout)["findings"]]
+
+
+def test_doctor_finds_nothing_and_reads_the_services_and_the_containers_env() -> None:
     files = [str(path) for path in FILES]
     clean = gracekit("doctor", *files, "--app", "app:app", "--json")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     report = json.loads(clean.stdout)
     assert (report["checked"], report["findings"]) == (1, [])
-    # The app serves /health/prestop only with ORDERS_PRESTOP_TOKEN, which the doctor takes
-    # from the Deployment: without that variable there, the hook calls nothing.
     deployment = (K8S / "deployment.yaml").read_text()
-    without = re.sub(r"\n +- name: ORDERS_PRESTOP_TOKEN\n +value: \S+", "", deployment)
-    assert without != deployment
-    process = subprocess.run(
-        [sys.executable, "-m", "gracekit", "doctor", "--app", "app:app",
-         "--app-dir", str(ORDERS), "--json"],
-        input=without, capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
-    assert process.returncode == 1, process.stderr
-    assert [f["rule"] for f in json.loads(process.stdout)["findings"]] == ["prestop-path"]
+    service = (K8S / "service.yaml").read_text()
+    # A Service that publishes the management port as well.
+    exposed = service + "    - {name: admin, port: 9001, targetPort: management}\n"
+    assert doctor(deployment + "---\n" + exposed) == ["management-exposed"]
+    # The container's env moves the management port away from where the probes and the hook
+    # go: the doctor reads the app as the container runs it.
+    moved = deployment.replace(
+        "            - name: ORDERS_REDIS_URL\n",
+        '            - {name: GRACEKIT_MANAGEMENT_PORT, value: "9002"}\n'
+        "            - name: ORDERS_REDIS_URL\n",
+    )
+    assert moved != deployment
+    assert doctor(moved) == ["probe-port"] * 4
 
 
 def test_the_deployment_has_what_gracekit_manifest_computes() -> None:
-    done = gracekit(
-        "manifest", "app:app", "--name", "orders", "--prestop-token", TOKEN,
-        env={"ORDERS_PRESTOP_TOKEN": TOKEN},
-    )  # fmt: skip
+    done = gracekit("manifest", "app:app", "--name", "orders", "--all")
     assert done.returncode == 0, done.stderr
-    [computed] = load_all(done.stdout, source="manifest")
-    assert POD["terminationGracePeriodSeconds"] == computed["terminationGracePeriodSeconds"] == 32
-    [expected] = computed["containers"]
-    for field in ("startupProbe", "livenessProbe", "readinessProbe", "lifecycle", "command"):
+    computed, service, _ = load_all(done.stdout, source="manifest")
+    spec = computed["spec"]["template"]["spec"]
+    assert POD["terminationGracePeriodSeconds"] == spec["terminationGracePeriodSeconds"] == 32
+    [expected] = spec["containers"]
+    for field in ("startupProbe", "livenessProbe", "readinessProbe", "lifecycle", "command",
+                  "ports"):  # fmt: skip
         assert CONTAINER[field] == expected[field], field
     assert {"name": "GRACEKIT_GRACE_PERIOD", "value": "32"} in CONTAINER["env"]
+    assert service["spec"]["ports"] == OBJECTS[("Service", "orders")]["spec"]["ports"]
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -124,7 +152,9 @@ def test_the_dockerfile_runs_the_deployments_command_as_pid_1_and_not_as_root() 
     server = parse_command(command)
     assert server is not None
     assert (server.server, server.host, server.via_shell) == ("gracekit run", "0.0.0.0", False)
-    assert server.port == CONTAINER["ports"][0]["containerPort"]
+    assert server.port == PORTS["http"]
+    [exposed] = [arg.split() for op, arg in instructions if op == "EXPOSE"]
+    assert exposed == [str(PORTS["http"]), str(PORTS["management"])]
     [user] = [arg for op, arg in instructions if op == "USER"]
     uid = user.split(":")[0]
     assert uid.isdigit(), "runAsNonRoot can only verify a numeric user"

@@ -1,11 +1,16 @@
-"""The orders example (examples/orders) as a real process against the real PostgreSQL and Redis."""
+"""The orders example (examples/orders) as a real process against the real PostgreSQL and Redis:
+the orders routes on the app's port; the probes, the metrics and the preStop hook on the
+management port."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -18,23 +23,60 @@ from tests.support.server import EXAMPLES, Server, free_port, run_uvicorn, wait_
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 APP_DIR = EXAMPLES / "orders"
-TOKEN = "orders-example-test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 COUNT_KEY = "orders_example:count"  # the key the example's startup task fills
 START_TIMEOUT = 40.0  # uvicorn plus FastAPI on a busy 2-core machine
 ITEM_PREFIX = "test-example-orders-"
 
 
-def orders_env(postgres_dsn: str, redis_url: str) -> dict[str, str]:
-    return {
-        "ORDERS_DATABASE_URL": postgres_dsn,
-        "ORDERS_REDIS_URL": redis_url,
-        "ORDERS_PROBE_TOKEN": TOKEN,
-    }
+@dataclass
+class Orders:
+    """The example running: its server (the app's port) and its management port."""
+
+    server: Server
+    management_port: int
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def management(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
 
 
-def probe(server: Server, path: str, *, auth: bool = True) -> tuple[int, dict[str, Any]]:
-    response = httpx.get(server.url + path, headers=AUTH if auth else None, timeout=5)
+@contextmanager
+def run_orders(
+    postgres_dsn: str,
+    redis_url: str,
+    *,
+    ready_path: str = "/health/ready",
+    ready_statuses: Collection[int] = (200,),
+    launcher: str = "uvicorn",
+    flag: bool = False,
+) -> Iterator[Orders]:
+    """The example on free ports; the management port through GRACEKIT_MANAGEMENT_PORT, or
+    with *flag* through ``gracekit run --management-port``."""
+    port = free_port()
+    env = {"ORDERS_DATABASE_URL": postgres_dsn, "ORDERS_REDIS_URL": redis_url}
+    args: Sequence[str] = ("--management-port", str(port)) if flag else ()
+    if not flag:
+        env["GRACEKIT_MANAGEMENT_PORT"] = str(port)
+    with run_uvicorn(
+        "app:app",
+        app_dir=APP_DIR,
+        env=env,
+        args=args,
+        ready_path=ready_path,
+        ready_statuses=ready_statuses,
+        ready_port=port,
+        start_timeout=START_TIMEOUT,
+        launcher=launcher,
+    ) as server:
+        yield Orders(server, port)
+
+
+def probe(orders: Orders, path: str) -> tuple[int, dict[str, Any]]:
+    response = httpx.get(orders.management + path, timeout=5)
     return response.status_code, response.json()
 
 
@@ -50,18 +92,12 @@ def delete_orders(dsn: str, item: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def orders(postgres_dsn: str, redis_url: str) -> Iterator[Server]:
+def orders(postgres_dsn: str, redis_url: str) -> Iterator[Orders]:
     """The example, started with both services up, and ready."""
     with redis.Redis.from_url(redis_url) as client:
         client.delete(COUNT_KEY)  # so that finding it later proves this server's startup
-    with run_uvicorn(
-        "app:app",
-        app_dir=APP_DIR,
-        env=orders_env(postgres_dsn, redis_url),
-        ready_path="/health/ready",
-        start_timeout=START_TIMEOUT,
-    ) as server:
-        yield server
+    with run_orders(postgres_dsn, redis_url) as running:
+        yield running
 
 
 @pytest.fixture
@@ -72,7 +108,7 @@ def item(postgres_dsn: str) -> Iterator[str]:
     delete_orders(postgres_dsn, name)
 
 
-def test_orders_round_trip(orders: Server, item: str) -> None:
+def test_orders_round_trip(orders: Orders, item: str) -> None:
     with httpx.Client(base_url=orders.url, timeout=5) as http:
         response = http.post("/orders", json={"item": item, "quantity": 3})
         assert response.status_code == 201, response.text
@@ -95,7 +131,7 @@ def test_orders_round_trip(orders: Server, item: str) -> None:
         assert ours == [second, created]  # newest first
 
 
-def test_orders_rejects_bad_input_and_unknown_ids(orders: Server, item: str) -> None:
+def test_orders_rejects_bad_input_and_unknown_ids(orders: Orders, item: str) -> None:
     with httpx.Client(base_url=orders.url, timeout=5) as http:
         for body in (
             {"item": item, "quantity": 0},
@@ -113,7 +149,7 @@ def test_orders_rejects_bad_input_and_unknown_ids(orders: Server, item: str) -> 
         assert not [o for o in http.get("/orders").json() if o["item"] == item]
 
 
-def test_metrics_count_requests_by_route_template(orders: Server, item: str) -> None:
+def test_metrics_count_requests_by_route_template(orders: Orders, item: str) -> None:
     def count(text: str, route: str, status: str) -> float:
         wanted = (f'route="{route}"', f'status="{status}"', 'method="GET"')
         for line in text.splitlines():
@@ -121,13 +157,15 @@ def test_metrics_count_requests_by_route_template(orders: Server, item: str) -> 
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
+    scrape = orders.management + "/metrics"
     with httpx.Client(base_url=orders.url, timeout=5) as http:
-        before = http.get("/metrics").text
+        assert http.get("/metrics").status_code == 404, "not on the app's port"
+        before = http.get(scrape).text
         created = http.post("/orders", json={"item": item, "quantity": 1}).json()
         for _ in range(3):
             assert http.get(f"/orders/{created['id']}").status_code == 200
         assert http.get(f"/orders/{2**31 - 2}").status_code == 404
-        after = http.get("/metrics")
+        after = http.get(scrape)
     assert after.headers["content-type"].startswith("text/plain")
     route = "/orders/{order_id}"
     assert count(after.text, route, "200") - count(before, route, "200") == 3
@@ -135,7 +173,7 @@ def test_metrics_count_requests_by_route_template(orders: Server, item: str) -> 
     assert f"/orders/{created['id']}" not in after.text, "the template, never the raw path"
 
 
-def test_probes_report_startup_checks_and_gate(orders: Server, redis_url: str) -> None:
+def test_probes_report_startup_checks_and_gate(orders: Orders, redis_url: str) -> None:
     status, startup = probe(orders, "/health/startup?verbose")
     assert status == 200, startup
     assert startup["status"] == "pass"
@@ -151,7 +189,9 @@ def test_probes_report_startup_checks_and_gate(orders: Server, redis_url: str) -
     assert ready["checks"]["redis"]["probes"] == ["informational"]
     assert ready["gates"] == {"cache-warm": "open"}
 
-    assert httpx.get(orders.url + "/health/live", timeout=5).status_code == 200
+    assert httpx.get(orders.management + "/health/live", timeout=5).status_code == 200
+    for path in ("/health/live", "/health/ready", "/health/prestop"):
+        assert httpx.get(orders.url + path, timeout=5).status_code == 404, "not on the app's port"
     with redis.Redis.from_url(redis_url) as client:
         cached = client.get(COUNT_KEY)
     assert cached is not None, "the startup task did not fill the cache"
@@ -160,14 +200,11 @@ def test_probes_report_startup_checks_and_gate(orders: Server, redis_url: str) -
 
 def test_without_redis_startup_fails_and_says_why(postgres_dsn: str) -> None:
     closed = f"redis://127.0.0.1:{free_port()}/0"  # a port nothing listens on
-    env = orders_env(postgres_dsn, closed)
-    with run_uvicorn(
-        "app:app",
-        app_dir=APP_DIR,
-        env=env,
+    with run_orders(
+        postgres_dsn,
+        closed,
         ready_path="/health/live",
         ready_statuses=(200, 503),  # it may already be broken when first asked
-        start_timeout=START_TIMEOUT,
     ) as server:
 
         def startup_failed() -> bool:
@@ -178,11 +215,8 @@ def test_without_redis_startup_fails_and_says_why(postgres_dsn: str) -> None:
         status, startup = probe(server, "/health/startup?verbose")
         assert status == 503
         assert "startup task warm_cache: fail" in startup["reasons"]
+        # The error text too: the management port is not public.
         assert startup["tasks"]["warm_cache"]["error"].startswith("ConnectionError: ")
-        # Without the token the report still says what failed, but not the error text.
-        _, anonymous = probe(server, "/health/startup?verbose", auth=False)
-        assert anonymous["tasks"]["warm_cache"]["status"] == "fail"
-        assert "error" not in anonymous["tasks"]["warm_cache"]
 
         def checks_ran() -> bool:
             _, report = probe(server, "/health/ready?verbose")
@@ -208,14 +242,12 @@ def test_without_redis_startup_fails_and_says_why(postgres_dsn: str) -> None:
         assert status == 503
         assert live["broken"] == "startup task warm_cache failed"
         assert "broken" in ready["reasons"]
-        assert httpx.get(server.url + "/health/startup", timeout=5).text == "fail\n"
+        assert httpx.get(server.management + "/health/startup", timeout=5).text == "fail\n"
 
 
 def test_sigterm_shuts_down_cleanly(postgres_dsn: str, redis_url: str) -> None:
-    env = orders_env(postgres_dsn, redis_url)
-    with run_uvicorn(
-        "app:app", app_dir=APP_DIR, env=env, ready_path="/health/ready", start_timeout=START_TIMEOUT
-    ) as server:
+    with run_orders(postgres_dsn, redis_url) as orders:
+        server = orders.server
         server.process.send_signal(signal.SIGTERM)
         returncode = server.process.wait(timeout=20)
         log = server.log()
@@ -227,25 +259,30 @@ def test_sigterm_shuts_down_cleanly(postgres_dsn: str, redis_url: str) -> None:
         assert "shutdown failed" not in log, log
 
 
-def test_prestop_endpoint_drains_and_the_pool_closes_in_a_hook(
-    postgres_dsn: str, redis_url: str
+def test_the_prestop_hook_on_the_management_port_drains_and_the_pool_closes_in_a_hook(
+    postgres_dsn: str, redis_url: str, item: str
 ) -> None:
-    token = "orders-prestop-test-token"
-    env = {**orders_env(postgres_dsn, redis_url), "ORDERS_PRESTOP_TOKEN": token}
-    with run_uvicorn(
-        "app:app",
-        app_dir=APP_DIR,
-        env=env,
-        ready_path="/health/ready",
-        start_timeout=START_TIMEOUT,
+    with run_orders(
+        postgres_dsn,
+        redis_url,
         launcher="gracekit",  # as the Dockerfile runs it; it also prints gracekit's log lines
-    ) as server:
-        refused = httpx.post(server.url + "/health/prestop", timeout=5)
-        assert refused.status_code == 401
-        assert httpx.get(server.url + "/health/ready", timeout=5).status_code == 200
-        # The hook returns once the shutdown delay (5 s) is over; readiness fails meanwhile.
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            response = http.get("/health/prestop", headers={"Authorization": f"Bearer {token}"})
+        flag=True,  # gracekit run --management-port
+    ) as orders:
+        server = orders.server
+        assert httpx.get(orders.url + "/health/prestop", timeout=5).status_code == 404
+        assert httpx.get(orders.management + "/health/ready", timeout=5).status_code == 200
+        # No token: no Service exposes the port. The hook returns once the shutdown delay
+        # (5 s) is over; meanwhile readiness fails and the app's port keeps serving.
+        with ThreadPoolExecutor(1) as pool:
+            hook = pool.submit(httpx.get, orders.management + "/health/prestop", timeout=30)
+            assert wait_until(
+                lambda: httpx.get(orders.management + "/health/ready").status_code == 503,
+                timeout=5,
+            ), server.log()
+            served = httpx.post(orders.url + "/orders", json={"item": item, "quantity": 1})
+            assert served.status_code == 201, served.text
+            assert served.headers["connection"] == "close"
+            response = hook.result(timeout=30)
         assert response.status_code == 200, response.text
         assert response.text == "draining\n"
         returncode = server.process.wait(timeout=30)

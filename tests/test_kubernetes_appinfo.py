@@ -25,6 +25,7 @@ from gracekit.kubernetes.timing import (
     resolve_int_or_percent,
     restart_tolerance,
 )
+from gracekit.server.management import Management
 
 
 async def noop() -> None:
@@ -66,6 +67,33 @@ def test_a_fastapi_app_with_middleware_and_a_nested_mount() -> None:
     # The task (12 s) and the check's first run (5 s delay + 10 % jitter, then 2 s) overlap.
     assert info.startup_work() == 12
     assert info.with_timing(ShutdownTiming()).timing == ShutdownTiming()
+
+
+def test_the_management_port_and_the_prestop_header_are_read() -> None:
+    management = Management(port=9001, prestop_token="m", prestop_header="X-Prestop")
+    lifecycle = Lifecycle(management=management)
+    probes = ProbeApp(lifecycle, prestop=True, prestop_token="t", prestop_header="X-Drain")
+    info = inspect_app(Starlette(routes=[Mount("/health", probes)]))
+    assert info.management == management
+    assert "'m'" not in repr(info), "the token stays out of reprs"
+    assert info.prestop_header == "x-drain"
+    bearer = ProbeApp(lifecycle, prestop=True, prestop_token="t")
+    assert inspect_app(Starlette(routes=[Mount("/h", bearer)])).prestop_header is None
+    assert inspect_app(Starlette(routes=[Mount("/h", ProbeApp(Lifecycle()))])).management is None
+
+
+def test_the_container_sets_or_overrides_the_management_port() -> None:
+    code = AppInfo(management=Management(port=9001, prestop_token="m"))
+    assert code.management_in({}) == code.management
+    from_env = code.management_in({"GRACEKIT_MANAGEMENT_PORT": "9100"})
+    assert from_env == Management(port=9100, prestop_token="m"), "the rest stays the code's"
+    # gracekit run --management-port sets the variable: it wins over the env.
+    both = code.management_in({"GRACEKIT_MANAGEMENT_PORT": "junk"}, port=9200)
+    assert both == Management(port=9200, prestop_token="m")
+    assert AppInfo().management_in({}) is None
+    assert AppInfo().management_in({}, port=9300) == Management(port=9300)
+    with pytest.raises(ValueError, match="GRACEKIT_MANAGEMENT_PORT must be a port number"):
+        code.management_in({"GRACEKIT_MANAGEMENT_PORT": "junk"})
 
 
 def test_a_wrapped_app_without_a_probe_app() -> None:
@@ -148,6 +176,21 @@ def test_server_command_lines(
         drain,
         shell,
     )
+
+
+def test_the_management_port_of_a_command_line() -> None:
+    def management(*words: str) -> int | None:
+        command = parse_command(["gracekit", "run", "m:app", *words])
+        assert command is not None
+        return command.management_port
+
+    assert management() is None
+    assert management("--management-port", "9001") == 9001
+    assert management("--management-port=9002", "--port", "80") == 9002
+    assert management("--management-port", "$PORT") is None  # not known from the manifest
+    uvicorn = parse_command(["uvicorn", "m:app", "--management-port", "9001"])
+    assert uvicorn is not None
+    assert uvicorn.management_port is None, "gracekit run's flag only"
 
 
 def test_other_commands_are_not_guessed() -> None:

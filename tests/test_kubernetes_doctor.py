@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,12 @@ from gracekit.kubernetes._yaml import load_all
 from gracekit.kubernetes.appinfo import inspect_app, load_app
 from gracekit.kubernetes.deployment import Document
 from gracekit.kubernetes.errors import InputError
+from gracekit.server.management import Management
 from tests.support.server import ROOT, TEST_APPS
 
 DEPLOYMENTS = ROOT / "tests" / "deployments"
 GOOD = DEPLOYMENTS / "good.yaml"
+GOOD_MANAGEMENT = DEPLOYMENTS / "good-management.yaml"
 BAD = sorted((DEPLOYMENTS / "bad").glob("*.yaml"))
 APP = ["--app", "k8s_app:app", "--app-dir", str(TEST_APPS)]
 
@@ -41,8 +44,9 @@ def planted(path: Path) -> set[tuple[str, str]]:
     return {(rule, field) for rule, field in marks}
 
 
-def test_the_good_deployment_is_clean(info: AppInfo) -> None:
-    findings, checked = diagnose(documents(GOOD), info)
+@pytest.mark.parametrize("path", [GOOD, GOOD_MANAGEMENT], ids=["app-port", "management-port"])
+def test_the_good_deployments_are_clean(info: AppInfo, path: Path) -> None:
+    findings, checked = diagnose(documents(path), info)
     assert checked == 1
     assert findings == []
 
@@ -54,7 +58,7 @@ def test_there_is_a_bad_deployment_for_every_rule() -> None:
         "liveness-is-readiness", "liveness-checks-dependencies", "probe-timeout",
         "startup-probe-missing", "startup-budget", "max-unavailable", "single-replica",
         "prestop-double-delay", "prestop-path", "prestop-token", "probe-path", "probe-port",
-        "listen-host", "shell-command",
+        "listen-host", "shell-command", "management-port", "management-exposed",
     }  # fmt: skip
 
 
@@ -101,6 +105,116 @@ def test_an_app_with_no_probe_app_is_said_once() -> None:
         ("prestop-path", "spec.template.spec.containers[0].lifecycle.preStop.httpGet.path"),
         ("probe-path", "spec.template.spec.containers[0]"),
     ]
+
+
+def with_management(info: AppInfo, **options: object) -> AppInfo:
+    return replace(info, management=Management(port=9001, **options))  # type: ignore[arg-type]
+
+
+def prestop_headers(docs: list[Document], headers: list[dict[str, str]]) -> list[Document]:
+    container = docs[0].obj["spec"]["template"]["spec"]["containers"][0]
+    container["lifecycle"]["preStop"]["httpGet"]["httpHeaders"] = headers
+    return docs
+
+
+def test_probes_only_on_the_management_port(info: AppInfo) -> None:
+    bare = with_management(replace(info, health_path=None, serves_prestop=False, source="b:app"))
+    assert diagnose(documents(GOOD_MANAGEMENT), bare)[0] == []
+    # On the app's port, where this app serves nothing of gracekit's: each is said once.
+    findings, _ = diagnose(documents(GOOD), bare)
+    assert [(f.rule, f.path.rsplit(".", 3)[-3]) for f in findings] == [
+        ("probe-port", "preStop"),
+        ("probe-port", "startupProbe"),
+        ("probe-port", "livenessProbe"),
+        ("probe-port", "readinessProbe"),
+    ]
+    assert "where the app mounts no ProbeApp" in findings[0].problem
+    assert findings[0].fix == "use the management port 9001 (or the name of its containerPort)"
+
+
+def test_a_management_token_must_be_sent_in_its_header(info: AppInfo) -> None:
+    guarded = with_management(info, prestop_token="m", prestop_header="X-Prestop")
+    [finding] = diagnose(documents(GOOD_MANAGEMENT), guarded)[0]
+    assert (finding.rule, finding.severity) == ("prestop-token", "error")
+    assert finding.path.endswith("lifecycle.preStop.httpGet.httpHeaders")
+    assert "X-Prestop" in finding.fix
+    wrong = [{"name": "Authorization", "value": "Bearer m"}]
+    assert len(diagnose(prestop_headers(documents(GOOD_MANAGEMENT), wrong), guarded)[0]) == 1
+    right = [{"name": "x-prestop", "value": "m"}]
+    assert diagnose(prestop_headers(documents(GOOD_MANAGEMENT), right), guarded)[0] == []
+    exposed = diagnose(documents(DEPLOYMENTS / "bad" / "management-exposed.yaml"), guarded)[0]
+    assert {f.rule for f in exposed} == {"prestop-token", "management-exposed"}
+    assert all("only its token guards" in f.why for f in exposed if f.rule != "prestop-token")
+
+
+def test_the_apps_token_in_a_header_of_its_own(info: AppInfo) -> None:
+    own = replace(info, prestop_header="x-drain")
+    [finding] = diagnose(documents(GOOD), own)[0]  # it sends Authorization
+    assert finding.rule == "prestop-token"
+    assert finding.fix == "add httpHeaders: [{name: x-drain, value: <the prestop_token>}]"
+    docs = prestop_headers(documents(GOOD), [{"name": "X-Drain", "value": "t0ken"}])
+    assert diagnose(docs, own)[0] == []
+
+
+def test_a_management_port_the_kubelet_cannot_reach_or_name(info: AppInfo) -> None:
+    loopback = with_management(info, host="127.0.0.1")
+    findings, _ = diagnose(documents(GOOD_MANAGEMENT), loopback)
+    assert [(f.rule, f.path) for f in findings] == [
+        ("listen-host", "spec.template.spec.containers[0]")
+    ]
+    assert "listens on 127.0.0.1" in findings[0].problem
+    assert diagnose(documents(GOOD), loopback)[0] == [], "nothing is sent there"
+    anywhere = replace(info, management=Management(port=0))
+    findings, _ = diagnose(documents(GOOD), anywhere)
+    assert [(f.rule, f.path) for f in findings] == [
+        ("management-port", "spec.template.spec.containers[0].ports")
+    ]
+    # gracekit run --management-port names it.
+    assert diagnose(documents(GOOD_MANAGEMENT), anywhere)[0] == []
+
+
+def test_a_service_is_matched_by_namespace_and_labels(info: AppInfo) -> None:
+    path = DEPLOYMENTS / "bad" / "management-exposed.yaml"
+    findings, _ = diagnose(documents(path), info)
+    # Each finding names the Service's document, not the Deployment's.
+    assert sorted((f.source, f.document) for f in findings) == [(path.name, 2), (path.name, 3)]
+    assert {f.deployment for f in findings} == {"shop"}
+    docs = documents(path)
+    for doc in docs[1:3]:
+        doc.obj["metadata"]["namespace"] = "elsewhere"
+    assert diagnose(docs, info)[0] == []
+    # Without a management port nothing is one.
+    plain = diagnose(documents(path), replace(info, management=None))
+    assert [f.rule for f in plain[0]] == ["management-exposed", "management-exposed"]
+
+
+def test_the_management_port_from_the_flag_the_env_or_the_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = GOOD_MANAGEMENT.read_text()
+    without = text.replace(',\n                    --management-port, "9001"]', "]")
+    assert without != text
+    monkeypatch.setattr(sys, "stdin", io.StringIO(without))
+    assert main(["doctor", "--hooks", "4", "--json"]) == 1  # the probes go to no known port
+    report = json.loads(capsys.readouterr().out)
+    # The three probes and the hook; and, taken for the app's, the hook sends no token.
+    assert [f["rule"] for f in report["findings"]].count("probe-port") == 4
+    assert {f["rule"] for f in report["findings"]} == {"probe-port", "prestop-token"}
+    monkeypatch.setattr(sys, "stdin", io.StringIO(without))
+    assert main(["doctor", "--hooks", "4", "--management-port", "9001"]) == 0
+    assert capsys.readouterr().out == "1 Deployment checked: no problems found\n"
+    in_env = without.replace(
+        '            - {name: GRACEKIT_GRACE_PERIOD, value: "31"}\n',
+        '            - {name: GRACEKIT_GRACE_PERIOD, value: "31"}\n'
+        '            - {name: GRACEKIT_MANAGEMENT_PORT, value: "9001"}\n',
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO(in_env))
+    # The container's env overrides the flag, which stands for the code.
+    assert main(["doctor", "--hooks", "4", "--management-port", "9002"]) == 0
+    assert capsys.readouterr().out == "1 Deployment checked: no problems found\n"
+    with pytest.raises(SystemExit):
+        main(["doctor", str(GOOD_MANAGEMENT), "--management-port", "0"])
+    assert "not a port number (1 to 65535): '0'" in capsys.readouterr().err
 
 
 def test_replicas_defaults_and_percentages(info: AppInfo) -> None:

@@ -7,6 +7,7 @@ import copy
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from gracekit.kubernetes._yaml import load_all
 from gracekit.kubernetes.appinfo import CheckInfo, inspect_app, load_app
 from gracekit.kubernetes.deployment import Document
 from gracekit.kubernetes.errors import InputError
+from gracekit.server.management import Management
 from tests.support.server import TEST_APPS
 
 #: Two minor versions apart, both with the preStop sleep action (1.30 and later have it on).
@@ -84,11 +86,15 @@ def test_an_older_cluster_needs_the_exec_sleep(info: AppInfo) -> None:
         validate(sleep[0], "1.27")  # the schema check can fail: the sleep action is 1.29+
 
 
+@pytest.mark.parametrize("management", [None, 9001])
 @pytest.mark.parametrize("prestop", ["http", "sleep", "exec-sleep", "none"])
-def test_the_doctor_finds_nothing_in_a_manifest(info: AppInfo, prestop: str) -> None:
+def test_the_doctor_finds_nothing_in_a_manifest(
+    info: AppInfo, prestop: str, management: int | None
+) -> None:
     options = ManifestOptions(
-        name="shop", app="k8s_app:app", prestop=prestop, prestop_token=TOKEN, objects=ALL
-    )
+        name="shop", app="k8s_app:app", prestop=prestop, prestop_token=TOKEN, objects=ALL,
+        management_port=management,
+    )  # fmt: skip
     documents = [Document("-", n, d) for n, d in enumerate(build_manifest(info, options), 1)]
     assert diagnose(documents, info) == ([], 1)
 
@@ -146,15 +152,78 @@ def test_probe_settings_follow_the_checks_and_the_loop_lag() -> None:
 
 
 def test_what_the_app_cannot_do_is_refused(info: AppInfo) -> None:
-    with pytest.raises(InputError, match="needs a bearer token: pass --prestop-token"):
+    with pytest.raises(InputError, match="needs a token: pass --prestop-token"):
         build_manifest(info)
     plain = AppInfo(source="plain:app")
     with pytest.raises(InputError, match="does not serve /health/prestop"):
         build_manifest(plain, ManifestOptions(prestop="http"))
-    with pytest.raises(InputError, match="mounts no ProbeApp"):
+    with pytest.raises(InputError, match="mounts no ProbeApp and has no management port"):
         build_manifest(AppInfo(health_path=None, source="bare:app"))
     with pytest.raises(ValueError, match="prestop must be one of"):
         ManifestOptions(prestop="wait")
+
+
+def test_probes_and_the_hook_on_the_management_port() -> None:
+    info = AppInfo(health_path=None, source="m:app", management=Management(port=9001))
+    documents = build_manifest(info, ManifestOptions(name="shop", objects=ALL))
+    spec = container(documents)
+    assert spec["ports"] == [
+        {"name": "http", "containerPort": 8000},
+        {"name": "management", "containerPort": 9001},
+    ]
+    for probe, path in (("startupProbe", "startup"), ("livenessProbe", "live"),
+                        ("readinessProbe", "ready")):  # fmt: skip
+        assert spec[probe]["httpGet"] == {"path": f"/health/{path}", "port": "management"}
+    # No token: no Service exposes the port, and the code asks for none.
+    assert spec["lifecycle"]["preStop"] == {
+        "httpGet": {"path": "/health/prestop", "port": "management"}
+    }
+    assert "GRACEKIT_MANAGEMENT_PORT" not in env(documents), "the code's port needs no variable"
+    service = documents[1]["spec"]
+    assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
+    for document in documents:
+        validate(document, VERSIONS[-1])
+    docs = [Document("-", n, d) for n, d in enumerate(documents, 1)]
+    assert diagnose(docs, info) == ([], 1)
+
+
+def test_a_management_token_goes_in_its_header() -> None:
+    management = Management(port=9001, prestop_token="m0", prestop_header="X-Prestop")
+    info = AppInfo(source="m:app", management=management)
+    hook = container(build_manifest(info))["lifecycle"]["preStop"]["httpGet"]
+    assert hook["httpHeaders"] == [{"name": "X-Prestop", "value": "m0"}]
+    given = build_manifest(info, ManifestOptions(prestop_token="from-a-secret"))
+    hook = container(given)["lifecycle"]["preStop"]["httpGet"]
+    assert hook["httpHeaders"] == [{"name": "X-Prestop", "value": "from-a-secret"}]
+    bearer = AppInfo(source="m:app", management=Management(port=9001, prestop_token="b"))
+    hook = container(build_manifest(bearer))["lifecycle"]["preStop"]["httpGet"]
+    assert hook["httpHeaders"] == [{"name": "Authorization", "value": "Bearer b"}]
+    docs = [Document("-", 1, d) for d in build_manifest(bearer, ManifestOptions(objects=ALL))]
+    assert diagnose(docs, bearer)[0] == []
+
+
+def test_the_apps_token_goes_in_its_header(info: AppInfo) -> None:
+    own = replace(info, prestop_header="x-drain")
+    hook = container(build_manifest(own, ManifestOptions(prestop_token=TOKEN)))["lifecycle"]
+    assert hook["preStop"]["httpGet"]["httpHeaders"] == [{"name": "x-drain", "value": TOKEN}]
+
+
+def test_a_management_port_the_kubelet_cannot_use_is_refused(info: AppInfo) -> None:
+    for management, message in (
+        (Management(port=0), "management port is 0"),
+        (Management(port=8000), "management port is the server's port 8000"),
+        (Management(port=9001, host="127.0.0.1"), "listens on 127.0.0.1"),
+    ):
+        with pytest.raises(InputError, match=message):
+            build_manifest(replace(info, management=management))
+    # A port of 0 in the code (tests use it) is fine once the manifest names one.
+    named = build_manifest(
+        replace(info, management=Management(port=0)), ManifestOptions(management_port=9100)
+    )
+    assert container(named)["ports"][1] == {"name": "management", "containerPort": 9100}
+    assert env(named)["GRACEKIT_MANAGEMENT_PORT"] == "9100"
+    with pytest.raises(ValueError, match=r"management_port must be in 1\.\.65535"):
+        ManifestOptions(management_port=70000)
 
 
 APP_TEMPLATE = """
@@ -210,7 +279,14 @@ def test_the_command_line_prints_yaml_with_the_arithmetic(
     assert kinds == ["Deployment", "Service", "PodDisruptionBudget"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gracekit manifest: k8s_app:app's preStop endpoint needs a bearer token")
+    assert err.startswith("gracekit manifest: k8s_app:app's preStop endpoint needs a token")
+    # With a management port, the hook goes there and needs none.
+    assert main([*args, "--management-port", "9001"]) == 0
+    managed = load_all(capsys.readouterr().out, source="stdout")
+    assert container(managed)["lifecycle"]["preStop"] == {
+        "httpGet": {"path": "/health/prestop", "port": "management"}
+    }
+    assert env(managed)["GRACEKIT_MANAGEMENT_PORT"] == "9001"
 
 
 def test_a_missing_app_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,23 +1,25 @@
-"""An orders service: FastAPI, PostgreSQL and Redis, with gracekit's probes under /health.
+"""An orders service: FastAPI, PostgreSQL and Redis, with gracekit's probes on a management port.
 
 Run it with:  uvicorn app:app --app-dir examples/orders   (see README.md in this folder)
 
 Settings come from the environment, read once in :meth:`Settings.from_env`:
-  ORDERS_DATABASE_URL  asyncpg DSN      (default postgresql://postgres@127.0.0.1:5432/test)
-  ORDERS_REDIS_URL     redis URL        (default redis://127.0.0.1:6379/0)
-  ORDERS_PROBE_TOKEN   optional bearer token that unlocks error texts in ``?verbose`` probes
-  ORDERS_PRESTOP_TOKEN optional bearer token; when set, /health/prestop serves a Kubernetes
-                       preStop ``httpGet`` hook that must send it (see k8s/deployment.yaml)
+  ORDERS_DATABASE_URL       asyncpg DSN      (default postgresql://postgres@127.0.0.1:5432/test)
+  ORDERS_REDIS_URL          redis URL        (default redis://127.0.0.1:6379/0)
+  GRACEKIT_MANAGEMENT_PORT  the management port (default MANAGEMENT_PORT, 9001), read by
+                            gracekit when the app starts (``gracekit run --management-port``)
 
-Routes:
+On the app's port (8000), the only one the Service exposes:
   POST /orders          {"item": str, "quantity": int > 0} -> 201 with the stored order
   GET  /orders/{id}     -> the order, or 404
   GET  /orders          -> the latest 50 orders, newest first
-  GET  /health/startup, /health/live, /health/ready, /health/ready/NAME  (gracekit)
-  GET  /metrics         -> Prometheus metrics (gracekit: requests by route, the lifecycle)
 
 Every request has a 10 s deadline (REQUEST_DEADLINE): past it the client gets a 504.
-  GET  /health/prestop  (with ORDERS_PRESTOP_TOKEN: starts the graceful shutdown)
+
+On the management port (9001), for the kubelet and Prometheus only (gracekit serves it):
+  GET  /health/startup, /health/live, /health/ready, /health/ready/NAME   the probes; their
+                        ``?verbose`` reports include error texts (the port is not public)
+  GET  /health/prestop  the preStop hook: starts the graceful shutdown (see k8s/deployment.yaml)
+  GET  /metrics         Prometheus metrics: requests by route, the lifecycle
 
 In a container it runs as ``gracekit run app:app --host 0.0.0.0 --port 8000`` (see Dockerfile).
 """
@@ -38,15 +40,19 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
-from gracekit import DrainMiddleware, Lifecycle, ProbeApp
+from gracekit import DrainMiddleware, Lifecycle
 from gracekit.checks import postgres_check, redis_check
-from gracekit.metrics import Metrics, MetricsApp
+from gracekit.metrics import Metrics
+from gracekit.server.management import Management
 
-__all__ = ["Settings", "Store", "app", "create_app", "create_lifecycle"]
+__all__ = ["MANAGEMENT_PORT", "Settings", "Store", "app", "create_app", "create_lifecycle"]
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+#: The management port: probes, metrics and the preStop hook, apart from the orders routes.
+#: GRACEKIT_MANAGEMENT_PORT overrides it when the app starts.
+MANAGEMENT_PORT = 9001
 #: The Redis key the startup task fills: the number of orders when this process started.
 COUNT_KEY = "orders_example:count"
 LATEST_LIMIT = 50
@@ -75,8 +81,6 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
-    probe_token: str | None = None
-    prestop_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -84,13 +88,11 @@ class Settings:
         return cls(
             database_url=environ.get("ORDERS_DATABASE_URL", DEFAULT_DATABASE_URL),
             redis_url=environ.get("ORDERS_REDIS_URL", DEFAULT_REDIS_URL),
-            probe_token=environ.get("ORDERS_PROBE_TOKEN") or None,
-            prestop_token=environ.get("ORDERS_PRESTOP_TOKEN") or None,
         )
 
     def __repr__(self) -> str:
-        # DSNs can carry passwords; the token is a secret.
-        return "Settings(database_url=..., redis_url=..., probe_token=..., prestop_token=...)"
+        # DSNs can carry passwords.
+        return "Settings(database_url=..., redis_url=...)"
 
 
 class NewOrder(BaseModel):
@@ -192,7 +194,10 @@ class Store:
 
 def create_lifecycle(store: Store) -> Lifecycle:
     """gracekit's view of the service: what startup, readiness and the reports depend on."""
-    lifecycle = Lifecycle()
+    # The probes, the metrics and the preStop hook get a port of their own, which no Service
+    # exposes: nobody outside the cluster can read the reports or shut a pod down. It runs on
+    # the app's event loop, so liveness there still says whether the app's loop keeps up.
+    lifecycle = Lifecycle(management=Management(port=MANAGEMENT_PORT))
     # Readiness follows the database: without it no route can answer.
     lifecycle.add_check(postgres_check(lambda: store.pool, interval=2.0, timeout=1.0))
     # The cache is shared by every pod: losing it must not take them all out of rotation.
@@ -215,16 +220,9 @@ def create_app(settings: Settings) -> FastAPI:
     store = Store(settings)
     lifecycle = create_lifecycle(store)
     app = FastAPI(title="orders example", lifespan=lifecycle.lifespan(store.lifespan))
-    probes = ProbeApp(
-        lifecycle,
-        details="never" if settings.probe_token is None else "token",
-        token=settings.probe_token,
-        prestop=settings.prestop_token is not None,
-        prestop_token=settings.prestop_token,
-    )
-    app.mount("/health", probes)
-    # A registry per app instance (tests build several); Prometheus scrapes /metrics.
-    app.add_route("/metrics", MetricsApp(Metrics(lifecycle, registry=CollectorRegistry())))
+    # A registry per app instance (tests build several); Prometheus scrapes /metrics on the
+    # management port, where the metrics put it.
+    Metrics(lifecycle, registry=CollectorRegistry())
 
     @app.post("/orders", status_code=201)
     async def create_order(order: NewOrder) -> Order:

@@ -77,10 +77,12 @@ def run_uvicorn(
     ready_statuses: Collection[int] = (200,),
     start_timeout: float = 20.0,
     launcher: str = "uvicorn",
+    ready_port: int | None = None,
 ) -> Iterator[Server]:
     """Start ``APP`` under *launcher* ("uvicorn", "gracekit" for ``gracekit run``, or
     "gunicorn" with uvicorn workers) on a free port, and yield once *ready_path* answers with
-    one of *ready_statuses*. Leaving stops it with SIGINT if it still runs."""
+    one of *ready_statuses* (on *ready_port*, a management port, if given). Leaving stops it
+    with SIGINT if it still runs."""
     port = free_port()
     with tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
@@ -94,12 +96,13 @@ def run_uvicorn(
             cwd=ROOT,
         )
     server = Server(process, port, log_path)
+    ready_url = f"http://127.0.0.1:{ready_port or port}{ready_path}"
 
     def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{server.log()}")
         try:
-            return httpx.get(server.url + ready_path, timeout=1).status_code in ready_statuses
+            return httpx.get(ready_url, timeout=1).status_code in ready_statuses
         except httpx.TransportError:
             return False
 

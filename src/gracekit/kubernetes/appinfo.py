@@ -2,8 +2,9 @@
 
 :func:`load_app` imports ``MODULE:APP`` the way ``gracekit run`` does; :func:`inspect_app` finds
 the app's :class:`~gracekit.Lifecycle` (through ``DrainMiddleware`` or the mounted
-:class:`~gracekit.ProbeApp`) and reads its timings, hooks, checks, startup work and the probe
-app's mount path into an :class:`AppInfo`, a plain value the manifest and the doctor compute on.
+:class:`~gracekit.ProbeApp`) and reads its timings, hooks, checks, startup work, its management
+port and the probe app's mount path into an :class:`AppInfo`, a plain value the manifest and the
+doctor compute on.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from ..drain.timing import ShutdownTiming
 from ..lifecycle import DEFAULT_LOOP_LAG_THRESHOLD, Lifecycle
 from ..probes.endpoints import ProbeApp
 from ..probes.runner import describe_error
+from ..server.management import MANAGEMENT_PORT_VARIABLE, Management
 from .errors import AppLoadError
 
-__all__ = ["AppInfo", "CheckInfo", "inspect_app", "load_app"]
+__all__ = ["MANAGEMENT_HEALTH_PATH", "AppInfo", "CheckInfo", "inspect_app", "load_app"]
 
 DEFAULT_HEALTH_PATH = "/health"
+#: Where the management port serves the probes and the preStop hook, whatever the app mounts.
+MANAGEMENT_HEALTH_PATH = "/health"
 _MAX_DEPTH = 32  # middleware stacks and nested mounts are far shallower than this
 
 
@@ -57,8 +61,11 @@ class AppInfo:
             ``hook_timeout``.
         health_path: where the :class:`~gracekit.ProbeApp` is mounted, or None if the app
             mounts none.
-        serves_prestop: the probe app serves ``<health_path>/prestop``.
-        prestop_protected: ``/prestop`` needs a bearer token.
+        serves_prestop: the probe app serves ``<health_path>/prestop`` on the app's port.
+        prestop_protected: that ``/prestop`` needs a token.
+        prestop_header: the header that carries its token (None: ``Authorization: Bearer``).
+        management: the management port in the code (the container's environment and
+            command may set or override its port: see :meth:`management_in`), or None.
         checks: the dependency checks.
         gates: the names of the gates.
         startup_tasks: ``(name, timeout)`` of each startup task; None is unbounded.
@@ -72,6 +79,8 @@ class AppInfo:
     health_path: str | None = DEFAULT_HEALTH_PATH
     serves_prestop: bool = False
     prestop_protected: bool = False
+    prestop_header: str | None = None
+    management: Management | None = None
     checks: tuple[CheckInfo, ...] = ()
     gates: tuple[str, ...] = ()
     startup_tasks: tuple[tuple[str, float | None], ...] = ()
@@ -107,6 +116,20 @@ class AppInfo:
         """A copy with other shutdown timings."""
         return replace(self, timing=timing)
 
+    def management_in(
+        self, environ: Mapping[str, str], *, port: int | None = None
+    ) -> Management | None:
+        """The management port a container runs the app with: the code's, with the port of
+        ``GRACEKIT_MANAGEMENT_PORT`` in its *environ*, then of ``gracekit run
+        --management-port`` (*port*), which sets that variable.
+
+        Raises:
+            ValueError: the variable is set, and not to a port number.
+        """
+        if port is not None:
+            environ = {**environ, MANAGEMENT_PORT_VARIABLE: str(port)}
+        return Management.from_env(environ, base=self.management)
+
 
 def inspect_app(app: object, *, source: str | None = None) -> AppInfo:
     """Read what the Kubernetes side needs from *app* (Starlette, FastAPI, or any ASGI app
@@ -134,6 +157,8 @@ def inspect_app(app: object, *, source: str | None = None) -> AppInfo:
         health_path=probe_path,
         serves_prestop=probe_app is not None and probe_app.serves_prestop,
         prestop_protected=probe_app is not None and probe_app.prestop_protected,
+        prestop_header=None if probe_app is None else _prestop_header(probe_app),
+        management=lifecycle.management,
         checks=tuple(
             CheckInfo(
                 name=state.check.name,
@@ -152,6 +177,13 @@ def inspect_app(app: object, *, source: str | None = None) -> AppInfo:
         ready_jitter=lifecycle.ready_jitter,
         source=source,
     )
+
+
+def _prestop_header(probe_app: ProbeApp) -> str | None:
+    # ProbeApp does not say which header carries its preStop token; read it from its PreStop
+    # until it does (tests/test_kubernetes_appinfo.py fails if this stops finding it).
+    header = getattr(getattr(probe_app, "_prestop", None), "_header", None)
+    return header.decode("latin-1") if isinstance(header, bytes) else None
 
 
 class _Found:

@@ -23,6 +23,12 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1 to 65535): {text!r}")
+    return int(text)
+
+
 def _app_arguments(parser: argparse.ArgumentParser, *, positional: bool) -> None:
     """What both commands need to know the app: import it, or take its facts as flags."""
     help_app = "the app as an import string, read for its probes and timings"
@@ -39,6 +45,12 @@ def _app_arguments(parser: argparse.ArgumentParser, *, positional: bool) -> None
         help="total bound of the shutdown hooks in seconds (without an app)",
     )
     parser.add_argument("--port", type=int, help="the port the server listens on")
+    parser.add_argument(
+        "--management-port",
+        type=_port_number,
+        help="the management port (probes, /metrics, preStop): instead of the code's, or for "
+        "an app without one",
+    )
 
 
 def _timing_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -68,7 +80,7 @@ def register(commands: Any) -> None:
         choices=["auto", "http", "sleep", "exec-sleep", "none"],
         help="how the delay is spent before SIGTERM (auto: http if the app serves /prestop)",
     )
-    manifest.add_argument("--prestop-token", help="bearer token the HTTP preStop hook sends")
+    manifest.add_argument("--prestop-token", help="the token the HTTP preStop hook sends")
     manifest.add_argument("--startup-budget", type=_positive_seconds, help="seconds to start")
     manifest.add_argument("--replicas", type=int, default=3)
     manifest.add_argument("--cpu", help="CPU request, e.g. 100m")
@@ -85,9 +97,9 @@ def register(commands: Any) -> None:
         "doctor",
         help="check a Deployment against an app: grace period, probes, preStop, rollout",
         description=(
-            "Read Deployments (and PodDisruptionBudgets) from YAML files or stdin and report "
-            "each setting that loses requests, with the field, the reason and the fix. Exit "
-            "status 1 when errors are found, 2 when the input cannot be used."
+            "Read Deployments (and PodDisruptionBudgets and Services) from YAML files or stdin "
+            "and report each setting that loses requests, with the field, the reason and the "
+            "fix. Exit status 1 when errors are found, 2 when the input cannot be used."
         ),
     )
     doctor.add_argument("files", nargs="*", metavar="FILE", help="YAML files ('-': stdin)")
@@ -115,6 +127,9 @@ def _info(
         changes["health_path"] = "/" + args.health_path.strip("/")
     if args.hooks is not None:
         changes["hooks"] = (args.hooks,)
+    if code_timing and args.management_port is not None:
+        # The doctor's flag stands for the code's port; the container's env may override it.
+        changes["management"] = info.management_in({}, port=args.management_port)
     if code_timing:
         timing = {
             field: getattr(args, field)
@@ -148,6 +163,7 @@ def _manifest(args: argparse.Namespace) -> int:
             image=args.image,
             app=None if args.no_command else args.app,
             port=args.port or 8000,
+            management_port=args.management_port,
             prestop=args.prestop,
             prestop_token=args.prestop_token,
             delay=args.delay,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ANY_HOST",
     "Endpoint",
     "PreStopHook",
     "ServerCommand",
@@ -25,6 +26,8 @@ __all__ = [
     "resolve_port",
 ]
 
+#: The addresses that listen on every interface, the pod's IP among them.
+ANY_HOST = ("0.0.0.0", "::", "[::]")
 _DEFAULT_HOST = "127.0.0.1"
 _DEFAULT_PORT = 8000
 _PYTHONS = ("python", "python3")
@@ -58,6 +61,7 @@ class ServerCommand:
     shutdown_delay: float | None = None  # gracekit run --shutdown-delay (None: not given)
     drain_timeout: float | None = None
     via_shell: bool = False  # run by ``sh -c`` without ``exec``: sh is PID 1
+    management_port: int | None = None  # gracekit run --management-port (None: not given)
 
 
 def _options(tokens: Sequence[str]) -> dict[str, str]:
@@ -85,6 +89,10 @@ def _port(text: str | None, default: int) -> int | None:
     if text is None:
         return default
     return int(text) if text.isdigit() else None
+
+
+def _optional_port(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
 
 
 def parse_command(words: Sequence[object]) -> ServerCommand | None:
@@ -115,6 +123,7 @@ def parse_command(words: Sequence[object]) -> ServerCommand | None:
             shutdown_delay=None if delay == "auto" else _number(delay),
             drain_timeout=_number(options.get("--drain-timeout")),
             via_shell=via_shell,
+            management_port=_optional_port(options.get("--management-port")),
         )
     if program == "uvicorn":
         return ServerCommand(

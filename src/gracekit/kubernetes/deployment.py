@@ -1,8 +1,8 @@
 """Finding the Deployments in the doctor's input, and the container in each that runs the app.
 
 A :class:`Target` is one Deployment with its app container and what the container makes of
-the app: the timings after its environment and command line, and the port the server listens
-on. The rules in :mod:`gracekit.kubernetes.doctor` read only targets.
+the app: the timings and the management port after its environment and command line, and the
+port the server listens on. The rules in :mod:`gracekit.kubernetes.doctor` read only targets.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..drain.timing import ShutdownTiming
+from ..server.management import Management
 from .appinfo import AppInfo
 from .container import ServerCommand, literal_env, mapping, parse_command
 from .errors import InputError
@@ -115,6 +116,12 @@ class Target:
     port: int | None
     #: Every PodDisruptionBudget in the input.
     pdbs: tuple[Mapping[str, Any], ...]
+    #: The management port the container runs with (code, then env, then ``gracekit run``).
+    management: Management | None = None
+    #: Why the environment's management port could not be read, if it could not.
+    management_error: str | None = None
+    #: Every Service in the input.
+    services: tuple[Document, ...] = ()
 
     @property
     def name(self) -> str:
@@ -132,19 +139,44 @@ class Target:
     def labels(self) -> Mapping[str, Any]:
         return mapping(mapping(mapping(self.spec.get("template")).get("metadata")).get("labels"))
 
+    @property
+    def namespace(self) -> object:
+        return mapping(self.doc.obj.get("metadata")).get("namespace")
+
+    @property
+    def management_port(self) -> int | None:
+        """The management port's number, or None (none, or 0: a different one each start)."""
+        if self.management is None or self.management.port == 0:
+            return None
+        return self.management.port
+
+    def selected_by(self, obj: Mapping[str, Any], selector: object) -> bool:
+        """True if *obj* (a PDB, a Service), with its label *selector*, selects these pods."""
+        if mapping(obj.get("metadata")).get("namespace") != self.namespace or not isinstance(
+            selector, Mapping
+        ):
+            return False
+        labels = self.labels
+        return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
+
     def path(self, *fields: str) -> str:
         """A field of the app container, as a dotted path from the Deployment."""
         return ".".join([f"spec.template.spec.containers[{self.container_index}]", *fields])
 
 
-def _port(command: ServerCommand | None, container: Mapping[str, Any]) -> int | None:
+def _port(
+    command: ServerCommand | None, container: Mapping[str, Any], management: Management | None
+) -> int | None:
     if command is not None:
         return command.port
     ports = container.get("ports")
     numbers = [
         mapping(entry).get("containerPort") for entry in (ports if isinstance(ports, list) else ())
     ]
-    numbers = [n for n in numbers if isinstance(n, int)]
+    # The server's port is the container's only one, the management port aside.
+    numbers = [
+        n for n in numbers if isinstance(n, int) and (management is None or n != management.port)
+    ]
     return numbers[0] if len(numbers) == 1 else None
 
 
@@ -158,16 +190,13 @@ def targets(
     """One :class:`Target` per Deployment in *documents*.
 
     *port*, when given, is where the server listens (else the command's ``--port``, else the
-    container's only ``containerPort``).
+    container's only ``containerPort`` besides the management port).
 
     Raises:
         InputError: as :func:`deployments` and :func:`app_container`.
     """
-    pdbs = tuple(
-        doc.obj
-        for doc in documents
-        if isinstance(doc.obj, Mapping) and doc.obj.get("kind") == "PodDisruptionBudget"
-    )
+    pdbs = tuple(doc.obj for doc in _of_kind(documents, "PodDisruptionBudget"))
+    services = tuple(_of_kind(documents, "Service"))
     found = []
     for doc in deployments(documents):
         index, spec = app_container(doc.obj, container)
@@ -182,6 +211,13 @@ def targets(
             )
         except ValueError as exc:
             timing, timing_error = info.timing, str(exc)
+        management_error = None
+        try:
+            management = info.management_in(
+                literal_env(spec), port=command.management_port if command else None
+            )
+        except ValueError as exc:
+            management, management_error = info.management, str(exc)
         found.append(
             Target(
                 doc=doc,
@@ -191,8 +227,15 @@ def targets(
                 timing=timing,
                 timing_error=timing_error,
                 command=command,
-                port=port if port is not None else _port(command, spec),
+                port=port if port is not None else _port(command, spec, management),
                 pdbs=pdbs,
+                management=management,
+                management_error=management_error,
+                services=services,
             )
         )
     return found
+
+
+def _of_kind(documents: Sequence[Document], kind: str) -> list[Document]:
+    return [d for d in documents if isinstance(d.obj, Mapping) and d.obj.get("kind") == kind]

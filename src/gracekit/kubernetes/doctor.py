@@ -1,6 +1,7 @@
 """The doctor's rules: each compares one part of a Deployment with the app and returns the
 problems it finds, each with the field path, why it loses requests, and the fix. This module has
-the rules about the shutdown, the rollout and the command; :mod:`.probe_rules` those about probes.
+the rules about the shutdown, the rollout and the command; :mod:`.probe_rules` has those about
+probes, :mod:`.prestop_rules` the preStop hook's, :mod:`.management_rules` the management port's.
 
 A rule is a function of a :class:`~gracekit.kubernetes.deployment.Target` yielding
 :class:`~gracekit.kubernetes.findings.Finding`; :data:`RULES` lists them in report order.
@@ -8,19 +9,18 @@ A rule is a function of a :class:`~gracekit.kubernetes.deployment.Target` yieldi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any
 
-from ..drain.timing import ENVIRONMENT_VARIABLES, GRACE_PERIOD_VARIABLE
+from ..drain.timing import GRACE_PERIOD_VARIABLE
 from .appinfo import AppInfo
-from .container import Endpoint, literal_env, mapping, prestop_hook
+from .container import ANY_HOST, literal_env, mapping, prestop_hook
 from .deployment import Document, Target, targets
 from .findings import ERROR, WARNING, Finding
+from .management_rules import management_exposed, management_port
+from .prestop_rules import prestop
 from .probe_rules import (
-    base_path,
     liveness_endpoint,
-    port_findings,
     probe_paths,
     probe_timeout,
     readiness_missing,
@@ -31,7 +31,6 @@ from .timing import Budget, resolve_int_or_percent
 __all__ = ["RULES", "diagnose"]
 
 DEFAULT_GRACE_PERIOD = 30  # Kubernetes' default terminationGracePeriodSeconds
-_ANY_HOST = ("0.0.0.0", "::", "[::]")
 
 Rule = Callable[[Target], Iterable[Finding]]
 
@@ -114,21 +113,16 @@ def rollout(target: Target) -> Iterator[Finding]:
         )  # fmt: skip
 
 
-def _selects(pdb: Mapping[str, Any], labels: Mapping[str, Any], namespace: object) -> bool:
-    selector = mapping(mapping(pdb.get("spec")).get("selector")).get("matchLabels")
-    if mapping(pdb.get("metadata")).get("namespace") != namespace or not isinstance(
-        selector, Mapping
-    ):
-        return False
-    return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
-
-
 def single_replica(target: Target) -> Iterator[Finding]:
     """One replica and no PodDisruptionBudget: a node drain takes the service down."""
     if target.spec.get("replicas", 1) != 1:
         return
-    namespace = mapping(target.doc.obj.get("metadata")).get("namespace")
-    if any(_selects(pdb, target.labels, namespace) for pdb in target.pdbs):
+    if any(
+        target.selected_by(
+            pdb, mapping(mapping(pdb.get("spec")).get("selector")).get("matchLabels")
+        )
+        for pdb in target.pdbs
+    ):
         return
     yield Finding(
         "single-replica", ERROR, "spec.replicas",
@@ -138,62 +132,6 @@ def single_replica(target: Target) -> Iterator[Finding]:
         "run replicas: 2 or more, with a PodDisruptionBudget (maxUnavailable: 1) that selects "
         "the pods",
     )  # fmt: skip
-
-
-def prestop(target: Target) -> Iterator[Finding]:
-    """The preStop hook must match the app: the delay spent once, the endpoint where it is."""
-    hook = prestop_hook(target.container)
-    if hook is None:
-        return
-    path = target.path("lifecycle", "preStop")
-    if hook.sleep and target.timing.delay > 0:
-        variable = ENVIRONMENT_VARIABLES["delay"]
-        yield Finding(
-            "prestop-double-delay", WARNING, path,
-            f"the preStop hook sleeps {hook.sleep:g} s and the app still waits its delay of "
-            f"{target.timing.delay:g} s after SIGTERM",
-            "the delay is spent twice: every pod takes longer to stop, rollouts are slower, "
-            "and the grace period must cover both",
-            f"set {variable}: \"0\" in the container's env (the sleep is the delay), or drop "
-            "the sleep and let the app spend the delay",
-        )  # fmt: skip
-    if hook.endpoint.kind != "httpGet":
-        return
-    yield from _prestop_http(target, hook.endpoint, path)
-
-
-def _prestop_http(target: Target, endpoint: Endpoint, path: str) -> Iterator[Finding]:
-    info, base = target.info, base_path(target)
-    yield from port_findings(target, endpoint, path + ".httpGet.port", "the preStop hook")
-    if endpoint.path != f"{base}/prestop" or (info.source is not None and not info.serves_prestop):
-        served = f"{base}/prestop" if info.serves_prestop else "no preStop endpoint"
-        yield Finding(
-            "prestop-path", ERROR, path + ".httpGet.path",
-            f"the preStop hook calls {endpoint.path}, but the app serves {served}",
-            "the hook fails (FailedPreStopHook) and the delay is not spent before SIGTERM: "
-            "under a server gracekit does not take over, the pod stops accepting while the "
-            "proxies still send to it",
-            f"call {base}/prestop, served by ProbeApp(lifecycle, prestop=True, "
-            "prestop_token=...)",
-        )  # fmt: skip
-        return
-    has_token = any(name.lower() == "authorization" for name, _ in endpoint.headers)
-    if info.prestop_protected and not has_token:
-        yield Finding(
-            "prestop-token", ERROR, path + ".httpGet.httpHeaders",
-            "the app's preStop endpoint needs a bearer token, and the hook sends none",
-            "the hook gets 401 and changes nothing: the delay is left to SIGTERM, which a "
-            "server gracekit does not take over turns into refused connections",
-            "add httpHeaders: [{name: Authorization, value: Bearer <the prestop_token>}]",
-        )  # fmt: skip
-    elif not info.prestop_protected and not has_token:
-        yield Finding(
-            "prestop-token", WARNING, path + ".httpGet",
-            f"{base}/prestop takes no token",
-            "anyone who can reach the pod's port can take it out of rotation and shut it down",
-            "serve it with ProbeApp(..., prestop_token=...) and send the token in httpHeaders; "
-            "keep the path away from the public at the ingress",
-        )  # fmt: skip
 
 
 def server_command(target: Target) -> Iterator[Finding]:
@@ -206,7 +144,7 @@ def server_command(target: Target) -> Iterator[Finding]:
         if target.container.get("args") and not target.container.get("command")
         else "command"
     )
-    if command.host not in _ANY_HOST:
+    if command.host not in ANY_HOST:
         yield Finding(
             "listen-host", ERROR, target.path(field),
             f"{command.server} listens on {command.host}, which only the pod itself can reach",
@@ -235,6 +173,8 @@ RULES: tuple[Rule, ...] = (
     prestop,
     probe_paths,
     server_command,
+    management_port,
+    management_exposed,
 )
 
 
@@ -255,8 +195,12 @@ def diagnose(
         InputError: no Deployment, a document that is not an object, a missing container.
     """
     found = targets(documents, info or AppInfo(), container=container, port=port)
+    # A finding about another object (a Service) names its document; the rest are the
+    # Deployment's.
     findings = [
-        replace(finding, source=t.doc.source, document=t.doc.number, deployment=t.name)
+        finding
+        if finding.deployment
+        else replace(finding, source=t.doc.source, document=t.doc.number, deployment=t.name)
         for t in found
         for rule in rules
         for finding in rule(t)

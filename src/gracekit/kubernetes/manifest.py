@@ -1,9 +1,10 @@
 """Building Kubernetes objects (plain dicts) that match a gracekit app.
 
-Every number comes from the app: the probe paths from where its ``ProbeApp`` is mounted, the
-startup budget from its startup work, the liveness tolerance from its loop-lag threshold, the
-readiness period and threshold from its checks, and ``terminationGracePeriodSeconds`` from its
-shutdown timings and hooks (:class:`~gracekit.kubernetes.timing.Budget`).
+Every number comes from the app: the probes' port and paths from its management port or where
+its ``ProbeApp`` is mounted, the startup budget from its startup work, the liveness tolerance from
+its loop-lag threshold, the readiness period and threshold from its checks, and
+``terminationGracePeriodSeconds`` from its shutdown timings and hooks
+(:class:`~gracekit.kubernetes.timing.Budget`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..drain.timing import ENVIRONMENT_VARIABLES, GRACE_PERIOD_VARIABLE
-from .appinfo import AppInfo
+from ..server.management import MANAGEMENT_PORT_VARIABLE, Management
+from .appinfo import MANAGEMENT_HEALTH_PATH, AppInfo
+from .container import ANY_HOST
 from .errors import InputError
 from .timing import STARTUP_PERIOD, Budget, effective_timing, startup_failure_threshold
 
@@ -28,6 +31,7 @@ _KINDS = {
 }
 
 PORT_NAME = "http"
+MANAGEMENT_PORT_NAME = "management"
 LIVENESS_PERIOD, LIVENESS_TIMEOUT, LIVENESS_FAILURES = 10, 2, 3
 READINESS_PERIOD, READINESS_TIMEOUT, READINESS_FAILURES = 5, 1, 2
 
@@ -42,10 +46,13 @@ class ManifestOptions:
         app: ``MODULE:APP`` for the container's ``gracekit run`` command; None leaves the
             command to the image.
         port: the port the server listens on.
+        management_port: the management port to run with instead of the code's (or to give
+            an app without one), set as ``GRACEKIT_MANAGEMENT_PORT`` in the container.
         prestop: ``"http"`` (gracekit's preStop endpoint), ``"sleep"`` (the sleep action,
             Kubernetes 1.30+), ``"exec-sleep"`` (``sleep`` in the image), ``"none"``, or
             ``"auto"``: ``http`` when the app serves the endpoint, else ``none``.
-        prestop_token: the bearer token the HTTP hook sends.
+        prestop_token: the token the HTTP hook sends (on the management port: the code's
+            ``Management.prestop_token`` unless given).
         delay, drain_timeout, hook_timeout: timings to run with instead of the code's; they
             are set as ``GRACEKIT_*`` variables in the container.
         startup_budget: seconds the startup probe allows (default from the startup work).
@@ -59,6 +66,7 @@ class ManifestOptions:
     image: str | None = None
     app: str | None = None
     port: int = 8000
+    management_port: int | None = None
     prestop: str = "auto"
     prestop_token: str | None = None
     delay: float | None = None
@@ -78,16 +86,47 @@ class ManifestOptions:
             raise ValueError(f"unknown objects {sorted(unknown)}: choose from {OBJECTS}")
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be in 1..65535, got {self.port!r}")
+        if self.management_port is not None and not 1 <= self.management_port <= 65535:
+            raise ValueError(f"management_port must be in 1..65535, got {self.management_port!r}")
         if self.replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {self.replicas!r}")
 
 
-def _prestop_mode(info: AppInfo, options: ManifestOptions) -> str:
-    if options.prestop == "auto":
-        return "http" if info.serves_prestop else "none"
-    if options.prestop == "http" and info.source is not None and not info.serves_prestop:
+def _management(info: AppInfo, options: ManifestOptions) -> Management | None:
+    """The management port the container runs with, if any.
+
+    Raises:
+        InputError: a port the kubelet cannot name or reach.
+    """
+    management = info.management_in({}, port=options.management_port)
+    if management is None:
+        return None
+    app = info.source or "the app"
+    if management.port == 0:
         raise InputError(
-            f"{info.source} does not serve {info.health_path}/prestop: mount "
+            f"{app}'s management port is 0 (another free port at every start), which no probe "
+            "can name: give --management-port"
+        )
+    if management.port == options.port:
+        raise InputError(
+            f"{app}'s management port is the server's port {options.port}: give each its own"
+        )
+    if management.host not in ANY_HOST:
+        raise InputError(
+            f"{app}'s management port listens on {management.host}, which the kubelet cannot "
+            'reach: Management(host="0.0.0.0") (the default)'
+        )
+    return management
+
+
+def _prestop_mode(info: AppInfo, options: ManifestOptions) -> str:
+    served = info.serves_prestop or _management(info, options) is not None
+    if options.prestop == "auto":
+        return "http" if served else "none"
+    if options.prestop == "http" and info.source is not None and not served:
+        raise InputError(
+            f"{info.source} does not serve {info.health_path}/prestop: give it a management "
+            "port (Lifecycle(management=...), or --management-port), mount "
             "ProbeApp(lifecycle, prestop=True, prestop_token=...), or choose another --prestop"
         )
     return options.prestop
@@ -96,6 +135,8 @@ def _prestop_mode(info: AppInfo, options: ManifestOptions) -> str:
 def _environment(options: ManifestOptions, mode: str) -> dict[str, str]:
     """The ``GRACEKIT_*`` variables the container needs (the grace period comes later)."""
     env: dict[str, str] = {}
+    if options.management_port is not None:
+        env[MANAGEMENT_PORT_VARIABLE] = str(options.management_port)
     for field in ("delay", "drain_timeout", "hook_timeout"):
         value = getattr(options, field)
         if value is not None:
@@ -114,17 +155,32 @@ def budget_of(info: AppInfo, options: ManifestOptions) -> Budget:
     return Budget(timing, info.hooks_total(timing), prestop=sleep)
 
 
-def _http(path: str) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": PORT_NAME}}
+def _where(info: AppInfo, management: Management | None) -> tuple[str, str]:
+    """The port name and the path under which the probes and the hook are served.
 
-
-def _probes(info: AppInfo, options: ManifestOptions) -> dict[str, Any]:
+    Raises:
+        InputError: the app serves them nowhere.
+    """
+    if management is not None:
+        return MANAGEMENT_PORT_NAME, MANAGEMENT_HEALTH_PATH
     if info.health_path is None:
         raise InputError(
-            f"{info.source} mounts no ProbeApp: there is nothing for the probes to ask; "
-            'mount one (app.mount("/health", ProbeApp(lifecycle)))'
+            f"{info.source} mounts no ProbeApp and has no management port: there is nothing "
+            "for the probes to ask; give it one (Lifecycle(management=Management(port=9001)), "
+            'or --management-port) or mount a ProbeApp (app.mount("/health", '
+            "ProbeApp(lifecycle)))"
         )
-    base = info.health_path.rstrip("/")
+    return PORT_NAME, info.health_path.rstrip("/")
+
+
+def _probes(
+    info: AppInfo, options: ManifestOptions, management: Management | None
+) -> dict[str, Any]:
+    port, base = _where(info, management)
+
+    def http(path: str) -> dict[str, Any]:
+        return {"httpGet": {"path": path, "port": port}}
+
     # A live process may stall its loop up to the lag threshold: liveness must outlast that.
     liveness_failures = max(
         LIVENESS_FAILURES,
@@ -141,7 +197,7 @@ def _probes(info: AppInfo, options: ManifestOptions) -> dict[str, Any]:
             failures = 1
     return {
         "startupProbe": {
-            **_http(f"{base}/startup"),
+            **http(f"{base}/startup"),
             "periodSeconds": STARTUP_PERIOD,
             "timeoutSeconds": 1,
             "failureThreshold": startup_failure_threshold(
@@ -149,13 +205,13 @@ def _probes(info: AppInfo, options: ManifestOptions) -> dict[str, Any]:
             ),
         },
         "livenessProbe": {
-            **_http(f"{base}/live"),
+            **http(f"{base}/live"),
             "periodSeconds": LIVENESS_PERIOD,
             "timeoutSeconds": LIVENESS_TIMEOUT,
             "failureThreshold": liveness_failures,
         },
         "readinessProbe": {
-            **_http(f"{base}/ready"),
+            **http(f"{base}/ready"),
             "periodSeconds": period,
             "timeoutSeconds": READINESS_TIMEOUT,
             "failureThreshold": failures,
@@ -164,26 +220,37 @@ def _probes(info: AppInfo, options: ManifestOptions) -> dict[str, Any]:
     }
 
 
-def _prestop(info: AppInfo, options: ManifestOptions, mode: str, sleep: float) -> dict[str, Any]:
+def _prestop(
+    info: AppInfo,
+    options: ManifestOptions,
+    management: Management | None,
+    mode: str,
+    sleep: float,
+) -> dict[str, Any]:
     if mode == "sleep":
         return {"sleep": {"seconds": int(sleep)}}
     if mode == "exec-sleep":
         return {"exec": {"command": ["sleep", str(int(sleep))]}}
-    if info.prestop_protected and options.prestop_token is None:
+    port, base = _where(info, management)
+    token, header = options.prestop_token, info.prestop_header
+    if management is not None:
+        # No Service exposes the management port: its hook needs a token only if the code
+        # asks for one.
+        token, header = token or management.prestop_token, management.prestop_header
+    elif info.prestop_protected and token is None:
         raise InputError(
-            f"{info.source}'s preStop endpoint needs a bearer token: pass --prestop-token "
-            "(the value of the app's prestop_token)"
+            f"{info.source}'s preStop endpoint needs a token: pass --prestop-token (the value "
+            "of the app's prestop_token), or serve the hook on a management port"
         )
-    get: dict[str, Any] = {
-        "path": f"{(info.health_path or '').rstrip('/')}/prestop",
-        "port": PORT_NAME,
-    }
-    if options.prestop_token is not None:
-        get["httpHeaders"] = [{"name": "Authorization", "value": f"Bearer {options.prestop_token}"}]
+    get: dict[str, Any] = {"path": f"{base}/prestop", "port": port}
+    if token is not None:
+        value = token if header is not None else f"Bearer {token}"
+        get["httpHeaders"] = [{"name": header or "Authorization", "value": value}]
     return {"httpGet": get}
 
 
 def _pod_spec(info: AppInfo, options: ManifestOptions) -> dict[str, Any]:
+    management = _management(info, options)
     mode = _prestop_mode(info, options)
     budget = budget_of(info, options)
     grace = budget.grace_period()
@@ -197,13 +264,17 @@ def _pod_spec(info: AppInfo, options: ManifestOptions) -> dict[str, Any]:
             "gracekit", "run", options.app, "--host", "0.0.0.0", "--port", str(options.port),
         ]  # fmt: skip
     container["ports"] = [{"name": PORT_NAME, "containerPort": options.port}]
+    if management is not None:
+        # Declared and named for the probes and the hook; the Service leaves it out.
+        container["ports"].append({"name": MANAGEMENT_PORT_NAME, "containerPort": management.port})
     container["env"] = [{"name": name, "value": value} for name, value in env.items()]
     requests = {k: v for k, v in (("cpu", options.cpu), ("memory", options.memory)) if v}
     if requests:
         container["resources"] = {"requests": requests}
-    container.update(_probes(info, options))
+    container.update(_probes(info, options, management))
     if mode != "none":
-        container["lifecycle"] = {"preStop": _prestop(info, options, mode, budget.prestop)}
+        hook = _prestop(info, options, management, mode, budget.prestop)
+        container["lifecycle"] = {"preStop": hook}
     return {"terminationGracePeriodSeconds": grace, "containers": [container]}
 
 
@@ -212,8 +283,9 @@ def build_manifest(info: AppInfo, options: ManifestOptions | None = None) -> lis
     PodDisruptionBudget that ``options.objects`` names, in that order.
 
     Raises:
-        InputError: the app cannot be probed (no ProbeApp), or the options ask for what it
-            does not serve (``prestop="http"`` without the endpoint, or without its token).
+        InputError: the app cannot be probed (no management port and no ProbeApp), its
+            management port cannot be named or reached, or the options ask for what it does
+            not serve (``prestop="http"`` without the endpoint, or without its token).
     """
     options = options or ManifestOptions()
     pod_spec = _pod_spec(info, options)
@@ -234,6 +306,7 @@ def build_manifest(info: AppInfo, options: ManifestOptions | None = None) -> lis
         },
         "service": {
             "selector": dict(labels),
+            # The app's port only: never the management port's probes, metrics and preStop.
             "ports": [{"name": PORT_NAME, "port": 80, "targetPort": PORT_NAME}],
         },
         "pdb": {"maxUnavailable": 1, "selector": {"matchLabels": dict(labels)}},

@@ -1,12 +1,15 @@
 """The doctor's rules about probes: each probe present, asking the app's endpoint for its own
-question, on the server's port, with timings that fit the app's startup and loop-lag threshold.
+question, on the server's port or the management port, with timings that fit the app's startup
+and loop-lag threshold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from .appinfo import MANAGEMENT_HEALTH_PATH
 from .container import Endpoint, probe_endpoint, resolve_port
 from .deployment import Target
 from .findings import ERROR, Finding
@@ -18,7 +21,10 @@ from .timing import (
 )
 
 __all__ = [
+    "PROBE_FIELDS",
+    "Landing",
     "base_path",
+    "landing",
     "liveness_endpoint",
     "port_findings",
     "probe_paths",
@@ -33,10 +39,41 @@ _PROBES = (
     ("liveness", "livenessProbe", ("/live",)),
     ("readiness", "readinessProbe", ("/ready",)),
 )
+PROBE_FIELDS = tuple(field for _, field, _ in _PROBES)
 
 
 def base_path(target: Target) -> str:
+    """Where the probes are expected: on the management port when there is one, else where
+    the app mounts its ProbeApp."""
+    if target.management_port is not None:
+        return MANAGEMENT_HEALTH_PATH
     return (target.info.health_path or "/health").rstrip("/")
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Where a probe's or a hook's request lands."""
+
+    management: bool  # on the management port; else on the server's
+    base: str | None  # where the probe endpoints are there; None: the app's port has none
+
+
+def landing(target: Target, endpoint: Endpoint) -> Landing | None:
+    """Where *endpoint*'s request lands, or None when its port is neither the server's nor
+    the management port (a server port the doctor cannot know counts as the server's)."""
+    port = resolve_port(endpoint.port, target.container)
+    if port is not None and port == target.management_port:
+        return Landing(True, MANAGEMENT_HEALTH_PATH)
+    if target.port is None or port == target.port:
+        health = target.info.health_path
+        return Landing(False, None if health is None else health.rstrip("/"))
+    return None
+
+
+def _base_of(target: Target, endpoint: Endpoint) -> str:
+    """The probe endpoints' path where *endpoint* lands, else where they are expected."""
+    where = landing(target, endpoint)
+    return where.base if where is not None and where.base is not None else base_path(target)
 
 
 def _probe(target: Target, field: str) -> Mapping[str, Any] | None:
@@ -64,7 +101,8 @@ def liveness_endpoint(target: Target) -> Iterator[Finding]:
     if liveness is None:
         return
     live = probe_endpoint(liveness)
-    fix = f"point the liveness probe at {base_path(target)}/live, which looks only at the process"
+    base = _base_of(target, live)
+    fix = f"point the liveness probe at {base}/live, which looks only at the process"
     if readiness is not None and live.same_target(probe_endpoint(readiness)):
         yield Finding(
             "liveness-is-readiness", ERROR, target.path("livenessProbe"),
@@ -74,7 +112,7 @@ def liveness_endpoint(target: Target) -> Iterator[Finding]:
             "dropping what each had in flight",
             fix,
         )  # fmt: skip
-    elif live.kind == "httpGet" and (live.path or "").startswith(f"{base_path(target)}/ready"):
+    elif live.kind == "httpGet" and (live.path or "").startswith(f"{base}/ready"):
         yield Finding(
             "liveness-checks-dependencies", ERROR, target.path("livenessProbe", "httpGet", "path"),
             f"liveness asks {live.path}, which fails when a dependency check fails",
@@ -140,30 +178,50 @@ def startup_probe(target: Target) -> Iterator[Finding]:
 
 
 def port_findings(target: Target, endpoint: Endpoint, path: str, what: str) -> Iterator[Finding]:
-    if target.port is None:
+    """A probe or hook on a port that is neither the server's nor the management port, or on
+    the server's while only the management port serves the probes."""
+    where = landing(target, endpoint)
+    management = target.management_port
+    if where is not None and (where.base is not None or management is None):
         return
     port = resolve_port(endpoint.port, target.container)
-    if port != target.port:
-        shown = repr(endpoint.port) if port is None else str(port)
-        yield Finding(
-            "probe-port", ERROR, path,
-            f"{what} goes to port {shown}, but the server listens on {target.port}",
-            "the kubelet's requests are refused: the probe fails for ever (the pod never "
-            "becomes ready, or is restarted in a loop) or the hook fails",
-            f"use port {target.port} (or the name of the containerPort that is {target.port})",
-        )  # fmt: skip
+    shown = repr(endpoint.port) if port is None else str(port)
+    if management is None:
+        fix = f"use port {target.port} (or the name of the containerPort that is {target.port})"
+    else:
+        fix = f"use the management port {management} (or the name of its containerPort)"
+    if where is None:
+        listens = f"the server listens on {target.port}"
+        if management is not None:
+            listens += f" and the management port is {management}"
+        problem = f"{what} goes to port {shown}, but {listens}"
+        why = "the kubelet's requests are refused"
+    else:
+        problem = (
+            f"{what} goes to the server's port {shown}, where the app mounts no ProbeApp; "
+            f"gracekit's endpoints are on the management port {management}"
+        )
+        why = "the app answers 404"
+    yield Finding(
+        "probe-port", ERROR, path, problem,
+        f"{why}: the probe fails for ever (the pod never becomes ready, or is restarted in a "
+        "loop) or the hook fails",
+        fix,
+    )  # fmt: skip
 
 
 def probe_paths(target: Target) -> Iterator[Finding]:
-    """Each probe must ask the app's endpoint for its own question, on the app's port."""
-    info, base = target.info, base_path(target)
-    if info.source is not None and info.health_path is None:
+    """Each probe must ask the app's endpoint for its own question, where it lands."""
+    info = target.info
+    if info.source is not None and info.health_path is None and target.management is None:
         yield Finding(
             "probe-path", ERROR, target.path(),
-            f"{info.source} mounts no ProbeApp, so no probe can ask it anything",
+            f"{info.source} mounts no ProbeApp and has no management port, so no probe can "
+            "ask it anything",
             "probes then test routes or nothing at all: pods take traffic before they can "
             "serve it and keep it while their dependencies are down",
-            'mount one: app.mount("/health", ProbeApp(lifecycle))',
+            "serve the probes on a management port (Lifecycle(management=Management(port="
+            '9001))), or mount a ProbeApp: app.mount("/health", ProbeApp(lifecycle))',
         )  # fmt: skip
         return
     names = info.probe_names()
@@ -173,6 +231,7 @@ def probe_paths(target: Target) -> Iterator[Finding]:
             continue
         endpoint = probe_endpoint(probe)
         if endpoint.kind != "httpGet":
+            base = base_path(target)
             if kind == "readiness":
                 yield Finding(
                     "probe-path", ERROR, target.path(field),
@@ -186,7 +245,7 @@ def probe_paths(target: Target) -> Iterator[Finding]:
         yield from port_findings(
             target, endpoint, target.path(field, "httpGet", "port"), f"the {kind} probe"
         )
-        path = endpoint.path or "/"
+        base, path = _base_of(target, endpoint), endpoint.path or "/"
         if kind == "liveness" and path.startswith(f"{base}/ready"):
             continue  # liveness_endpoint reports it
         if any(path == base + ok for ok in allowed):
