@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Router
 
 import gracekit.kubernetes
-from gracekit import DrainMiddleware, Lifecycle, ProbeApp, ShutdownTiming
+from gracekit import DrainMiddleware, Lifecycle, Management, ProbeApp, ShutdownTiming
 from gracekit.kubernetes import inspect_app
 from gracekit.kubernetes.appinfo import AppInfo, CheckInfo, load_app
 from gracekit.kubernetes.container import PreStopHook, parse_command, prestop_hook, resolve_port
@@ -25,7 +25,6 @@ from gracekit.kubernetes.timing import (
     resolve_int_or_percent,
     restart_tolerance,
 )
-from gracekit.server.management import Management
 
 
 async def noop() -> None:

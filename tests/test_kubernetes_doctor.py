@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gracekit import Management
 from gracekit.cli import main
 from gracekit.drain.timing import ShutdownTiming
 from gracekit.kubernetes import AppInfo, diagnose
@@ -19,7 +20,6 @@ from gracekit.kubernetes._yaml import load_all
 from gracekit.kubernetes.appinfo import inspect_app, load_app
 from gracekit.kubernetes.deployment import Document
 from gracekit.kubernetes.errors import InputError
-from gracekit.server.management import Management
 from tests.support.server import ROOT, TEST_APPS
 
 DEPLOYMENTS = ROOT / "tests" / "deployments"
@@ -214,7 +214,7 @@ def test_the_management_port_from_the_flag_the_env_or_the_command(
     assert capsys.readouterr().out == "1 Deployment checked: no problems found\n"
     with pytest.raises(SystemExit):
         main(["doctor", str(GOOD_MANAGEMENT), "--management-port", "0"])
-    assert "not a port number (1 to 65535): '0'" in capsys.readouterr().err
+    assert "must be a port from 1 to 65535, got '0'" in capsys.readouterr().err
 
 
 def test_replicas_defaults_and_percentages(info: AppInfo) -> None:

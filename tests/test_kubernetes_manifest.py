@@ -14,6 +14,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from gracekit import Management
 from gracekit.cli import main
 from gracekit.drain.timing import ShutdownTiming
 from gracekit.kubernetes import AppInfo, ManifestOptions, build_manifest, diagnose
@@ -21,7 +22,6 @@ from gracekit.kubernetes._yaml import load_all
 from gracekit.kubernetes.appinfo import CheckInfo, inspect_app, load_app
 from gracekit.kubernetes.deployment import Document
 from gracekit.kubernetes.errors import InputError
-from gracekit.server.management import Management
 from tests.support.server import TEST_APPS
 
 #: Two minor versions apart, both with the preStop sleep action (1.30 and later have it on).

@@ -18,9 +18,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from gracekit import DrainMiddleware, Lifecycle, Phase, ProbeApp, ShutdownTiming
+from gracekit import DrainMiddleware, Lifecycle, Management, Phase, ProbeApp, ShutdownTiming
 from gracekit.metrics import Metrics
-from gracekit.server.management import Management
 from tests.support.asgi import call, eventually, lifespan
 
 pytestmark = pytest.mark.anyio

@@ -11,9 +11,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from gracekit import DrainMiddleware, Lifecycle, ShutdownTiming
+from gracekit import DrainMiddleware, Lifecycle, Management, ShutdownTiming
 from gracekit.metrics import Metrics
-from gracekit.server.management import Management
 
 
 async def hello(request: Request) -> PlainTextResponse:

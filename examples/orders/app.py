@@ -40,10 +40,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
-from gracekit import DrainMiddleware, Lifecycle
+from gracekit import DrainMiddleware, Lifecycle, Management
 from gracekit.checks import postgres_check, redis_check
 from gracekit.metrics import Metrics
-from gracekit.server.management import Management
 
 __all__ = ["MANAGEMENT_PORT", "Settings", "Store", "app", "create_app", "create_lifecycle"]
 

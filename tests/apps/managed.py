@@ -13,9 +13,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from gracekit import DrainMiddleware, Lifecycle, ShutdownTiming
+from gracekit import DrainMiddleware, Lifecycle, Management, ShutdownTiming
 from gracekit.metrics import Metrics
-from gracekit.server.management import Management
 
 lifecycle = Lifecycle(
     shutdown=ShutdownTiming(delay=float(os.environ.get("SHUTDOWN_DELAY", "1")), drain_timeout=2.0),

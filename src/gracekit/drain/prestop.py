@@ -88,6 +88,11 @@ class PreStop:
         """True if a token is required."""
         return self._digest is not None
 
+    @property
+    def header(self) -> str | None:
+        """The header that carries the token, or None for ``Authorization: Bearer``."""
+        return None if self._header is None else self._header.decode("latin-1")
+
     def _presented(self, scope: Scope) -> bytes | None:
         """The secret the request presents, or None."""
         for key, value in scope["headers"]:

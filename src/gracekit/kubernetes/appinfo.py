@@ -157,7 +157,7 @@ def inspect_app(app: object, *, source: str | None = None) -> AppInfo:
         health_path=probe_path,
         serves_prestop=probe_app is not None and probe_app.serves_prestop,
         prestop_protected=probe_app is not None and probe_app.prestop_protected,
-        prestop_header=None if probe_app is None else _prestop_header(probe_app),
+        prestop_header=None if probe_app is None else probe_app.prestop_header,
         management=lifecycle.management,
         checks=tuple(
             CheckInfo(
@@ -177,13 +177,6 @@ def inspect_app(app: object, *, source: str | None = None) -> AppInfo:
         ready_jitter=lifecycle.ready_jitter,
         source=source,
     )
-
-
-def _prestop_header(probe_app: ProbeApp) -> str | None:
-    # ProbeApp does not say which header carries its preStop token; read it from its PreStop
-    # until it does (tests/test_kubernetes_appinfo.py fails if this stops finding it).
-    header = getattr(getattr(probe_app, "_prestop", None), "_header", None)
-    return header.decode("latin-1") if isinstance(header, bytes) else None
 
 
 class _Found:

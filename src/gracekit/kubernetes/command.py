@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..server.command import seconds
+from ..server.command import port, seconds
 
 __all__ = ["register"]
 
@@ -21,12 +21,6 @@ def _positive_seconds(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError("must be > 0")
     return value
-
-
-def _port_number(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number (1 to 65535): {text!r}")
-    return int(text)
 
 
 def _app_arguments(parser: argparse.ArgumentParser, *, positional: bool) -> None:
@@ -47,7 +41,7 @@ def _app_arguments(parser: argparse.ArgumentParser, *, positional: bool) -> None
     parser.add_argument("--port", type=int, help="the port the server listens on")
     parser.add_argument(
         "--management-port",
-        type=_port_number,
+        type=port,
         help="the management port (probes, /metrics, preStop): instead of the code's, or for "
         "an app without one",
     )

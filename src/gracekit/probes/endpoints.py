@@ -117,8 +117,14 @@ class ProbeApp:
 
     @property
     def prestop_protected(self) -> bool:
-        """True if ``/prestop`` needs a bearer token (``prestop_token``)."""
+        """True if ``/prestop`` needs a token (``prestop_token``)."""
         return self._prestop is not None and self._prestop.protected
+
+    @property
+    def prestop_header(self) -> str | None:
+        """The header that carries the preStop token (lower case), or None when it is a
+        bearer token in ``Authorization`` (or there is no preStop endpoint)."""
+        return None if self._prestop is None else self._prestop.header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -14,7 +14,7 @@ from typing import Any
 from ..drain.timing import ENVIRONMENT_VARIABLES
 from .management import MANAGEMENT_PORT_VARIABLE
 
-__all__ = ["register", "seconds"]
+__all__ = ["port", "register", "seconds"]
 
 
 #: prometheus_client's directory for values shared by worker processes.
@@ -75,7 +75,7 @@ def register(commands: Any) -> None:
     )
     run.add_argument(
         "--management-port",
-        type=_port,
+        type=port,
         help=(
             "serve the probes, /metrics and the preStop hook on this port too, apart from the "
             "app (env GRACEKIT_MANAGEMENT_PORT)"
@@ -84,7 +84,8 @@ def register(commands: Any) -> None:
     run.set_defaults(handler=_run)
 
 
-def _port(text: str) -> int:
+def port(text: str) -> int:
+    """An argparse type: a port number from 1 to 65535."""
     try:
         value = int(text)
     except ValueError:
