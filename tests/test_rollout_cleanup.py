@@ -6,12 +6,14 @@ PIDs the simulator reports, the tests look through /proc for anything of the run
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,9 @@ def leftovers(run_id: str) -> list[int]:
     return found
 
 
+_STARTED: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+
 def rollout(args: Sequence[str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
     stderr = tmp_path / "stderr.txt"
     with stderr.open("wb") as err:
@@ -60,7 +65,30 @@ def rollout(args: Sequence[str], tmp_path: Path) -> tuple[subprocess.Popen[bytes
             stderr=err,
             cwd=ROOT,
         )
+    _STARTED.append((process, stderr))
     return process, stderr
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    """Whatever a failing test left running: stopped the way a user would (SIGINT, so the
+    simulator cleans up), and what is left of its run killed, so one failure leaves no Envoy
+    or pod behind to disturb the rest of the suite."""
+    yield
+    while _STARTED:
+        process, stderr = _STARTED.pop()
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        run_id = re.search(rf"{RUN_VARIABLE}=(\w+)", stderr.read_text(errors="replace"))
+        if run_id is not None:
+            for pid in leftovers(run_id.group(1)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def assert_all_gone(report: dict[str, object]) -> None:
@@ -103,20 +131,16 @@ def test_nothing_is_left_after_a_signal(tmp_path: Path, signum: signal.Signals) 
     # gracekit pods take their 3 s delay after SIGTERM: the simulator must not wait for them.
     args = ["--app", DEMO_APP, "--factory", "--env", "GRACEKIT_SHUTDOWN_DELAY=3"]
     process, stderr = rollout([*args, "--replicas", "2", "--before", "0.5"], tmp_path)
-    try:
-        # Stop it in the middle of the rollout: an old pod terminating, a new one running.
-        assert wait_until(lambda: "sigterm" in stderr.read_text(), timeout=30), stderr.read_text()
-        log = stderr.read_text()
-        run_id = re.search(rf"{RUN_VARIABLE}=(\w+)", log)
-        pids = [int(pid) for pid in re.findall(r"(?:started|envoy): pid (\d+)", log)]
-        assert run_id is not None
-        assert len(pids) >= 4  # Envoy, two old pods, a new one
-        assert all(alive(pid) for pid in pids[1:3])  # the load is running on them
-        process.send_signal(signum)
-        assert process.wait(timeout=15) == 128 + signum
-    finally:
-        if process.poll() is None:
-            process.kill()
+    # Stop it in the middle of the rollout: an old pod terminating, a new one running.
+    assert wait_until(lambda: "sigterm" in stderr.read_text(), timeout=30), stderr.read_text()
+    log = stderr.read_text()
+    run_id = re.search(rf"{RUN_VARIABLE}=(\w+)", log)
+    pids = [int(pid) for pid in re.findall(r"(?:started|envoy): pid (\d+)", log)]
+    assert run_id is not None
+    assert len(pids) >= 4  # Envoy, two old pods, a new one
+    assert all(alive(pid) for pid in pids[1:3])  # the load is running on them
+    process.send_signal(signum)
+    assert process.wait(timeout=15) == 128 + signum
     assert f"stopped by {signum.name}" in stderr.read_text()
     assert [pid for pid in pids if alive(pid)] == []
     assert leftovers(run_id.group(1)) == []
