@@ -40,6 +40,7 @@ DRAIN = "drain"
 
 _INF = math.inf
 _CURRENT: ContextVar[RequestDeadline | None] = ContextVar("gracekit_deadline", default=None)
+_ENDED: dict[str, Any] = {}  # the scope of every request that is over (never written to)
 
 
 class RequestDeadline:
@@ -191,12 +192,10 @@ class RequestDeadline:
         return self.task.cancelling() > 0
 
     def end(self) -> None:
-        """The request is over: keep what reports need, let go of the rest (the context of
-        work it spawned may outlive it, and would keep its scope alive)."""
-        info = self.route
-        self._route = info
+        """The request is over: let go of its scope (the context of work it spawned may
+        outlive it, and would keep the scope alive); :func:`current` no longer returns it."""
         self.ended = True
-        self.scope = {}
+        self.scope = _ENDED
 
     def __repr__(self) -> str:
         at = self.at

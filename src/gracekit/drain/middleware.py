@@ -240,10 +240,10 @@ class DrainMiddleware:
                 deadline.timer.cancel()
             del requests[task]
             inflight.left()
-            deadline.end()
             observer = self.lifecycle.request_observer
             if observer is not None and status:
                 route = deadline.route
+                deadline.end()
                 if not route.exempt:
                     end = finished if finished is not None else loop.time()
                     observer.request_done(
@@ -254,6 +254,8 @@ class DrainMiddleware:
                         after_shutdown=after_shutdown,
                         cut=None if finished is not None else deadline.cut,
                     )
+            else:
+                deadline.end()
 
     async def _cut_short(
         self, scope: Scope, send: Send, deadline: RequestDeadline, started: bool
