@@ -303,3 +303,16 @@ async def test_a_hanging_redis_times_out_at_the_budget(redis_proxy: FaultProxy) 
         assert connection.socket_timeout == 5
     finally:
         await client.aclose()
+
+
+def test_from_url_picks_the_deadline_class_of_the_scheme() -> None:
+    from gracekit.deadlines.redis import DeadlineConnection, DeadlineSSLConnection, from_url
+
+    plain = from_url("redis://127.0.0.1:6379/0", socket_timeout=5)
+    tls = from_url("rediss://user:secret@cache.internal:6380/2", socket_timeout=3)
+    assert plain.connection_pool.connection_class is DeadlineConnection
+    assert tls.connection_pool.connection_class is DeadlineSSLConnection
+    assert tls.connection_pool.connection_kwargs["db"] == 2
+    assert tls.connection_pool.connection_kwargs["socket_timeout"] == 3
+    with pytest.raises(ValueError, match="unix://"):
+        from_url("unix:///run/redis.sock")

@@ -97,6 +97,8 @@ async def test_background_tasks_after_the_response_are_not_bound_by_its_deadline
     async def send_email() -> None:
         await anyio.sleep(0.4)
         done.append("email sent")
+        # Past the request's deadline, and not bound by it: no budget to pass on.
+        assert (current(), remaining(), timeout(5.0)) == (None, None, 5.0)
 
     @deadline(0.2)
     async def signup(request: Request) -> PlainTextResponse:

@@ -423,6 +423,23 @@ async def test_an_unknown_route_fails_the_startup() -> None:
     )
 
 
+async def test_the_failed_startup_is_sent_and_raised() -> None:
+    # Sent, for servers (uvicorn exits, even under lifespan="auto"); raised too, as Starlette
+    # does, for test clients that wait on the lifespan task.
+    service = Service(route_deadlines={"/nope": 1.0})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with pytest.raises(ValueError, match="route_deadlines names '/nope'"):
+        await service.app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+
+
 @pytest.mark.parametrize(
     ("settings", "error"),
     [

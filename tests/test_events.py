@@ -153,6 +153,7 @@ async def test_events_become_spans() -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     lifecycle, app = service()
     stop = trace_events(lifecycle, tracer_provider=provider)
+    assert lifecycle.traced, "in place of the lifecycle's own subscription"
     seen: list[str] = []
     lifecycle.on_event(lambda event: seen.append(event.kind))
     async with lifespan(app):

@@ -148,7 +148,9 @@ class Lifecycle:
             ready_at=lambda: self._ready_at,
         )
         self._daemons: list[Callable[[], Awaitable[object]]] = []
-        self._traced = False  # the OpenTelemetry bridge is subscribed
+        #: True once lifecycle events are traced (gracekit.events.otel); set, the lifecycle
+        #: does not subscribe its own bridge to the global tracer provider.
+        self.traced = False
         self._started_at: float | None = None
 
     # -- registration ---------------------------------------------------------------------
@@ -478,9 +480,8 @@ class Lifecycle:
 
     def _trace_events(self) -> None:
         # With opentelemetry-api installed, every event is also a span; no hard dependency.
-        if not self._traced and otel.available():
+        if not self.traced and otel.available():
             otel.trace_events(self)
-            self._traced = True
 
     def _emit_stopped(self) -> None:
         report = self.termination.report

@@ -219,13 +219,15 @@ def forget() -> None:
 
 
 def current() -> RequestDeadline | None:
-    """The deadline of the request being served, or None outside a request (or once it is
-    over: background work started from a request does not inherit its deadline).
+    """The deadline of the request being served, or None outside a request, or once its
+    response has been sent (its background tasks and the work it spawned have no deadline).
 
     It works in worker threads too (sync endpoints), since the context travels with them.
     """
     deadline = _CURRENT.get()
-    return None if deadline is None or deadline.ended else deadline
+    if deadline is None or deadline.ended or deadline.completed:
+        return None  # over, or only its background tasks are left: they have no deadline
+    return deadline
 
 
 def deadline_at() -> float:

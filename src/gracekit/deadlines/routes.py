@@ -37,7 +37,7 @@ def deadline(seconds: float | None) -> Callable[[_T], _T]:
 
         @app.get("/export")
         @deadline(300)
-        async def export() -> ...: ...
+        async def export() -> dict[str, str]: ...
 
     Raises:
         TypeError, ValueError: *seconds* is not None or a finite number of seconds > 0.

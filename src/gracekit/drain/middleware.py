@@ -155,7 +155,7 @@ class DrainMiddleware:
             # exception would read as "lifespan not supported" and the app would serve anyway.
             await receive()
             await send({"type": "lifespan.startup.failed", "message": f"gracekit: {exc}"})
-            return
+            raise  # as Starlette does after it: servers and test clients stop on it
         await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

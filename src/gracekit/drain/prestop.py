@@ -3,7 +3,8 @@
 The kubelet calls the hook before it sends SIGTERM and waits for the answer. The endpoint starts
 the termination sequence and answers once the shutdown delay is over, so the delay is spent
 before SIGTERM instead of after it; the SIGTERM that follows finds the sequence under way and
-adds nothing. Images without a shell (where ``sleep`` cannot run) need exactly this.
+adds nothing. It serves clusters older than 1.30 (no ``sleep:`` action) on images without a
+shell (no ``exec: sleep``), and servers gracekit cannot take over.
 
 One request takes the pod out of rotation and shuts it down, so the endpoint is guarded: on the
 application's own port it needs a secret, compared in constant time; only the management port,

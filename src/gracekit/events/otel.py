@@ -54,12 +54,15 @@ def trace_events(lifecycle: Lifecycle, *, tracer_provider: Any = None) -> Callab
     """Turn each of *lifecycle*'s events into a span; returns the way to stop.
 
     *tracer_provider* defaults to the global one (``opentelemetry.trace.set_tracer_provider``).
+    Called before the lifecycle runs, it replaces the subscription the lifecycle would make by
+    itself (to the global provider).
 
     Raises:
         ImportError: opentelemetry-api is not installed (``pip install 'gracekit[otel]'``).
     """
     trace = require("opentelemetry.trace", extra="otel", feature="gracekit.events.otel")
     tracer = trace.get_tracer("gracekit", tracer_provider=tracer_provider)
+    lifecycle.traced = True  # in place of the subscription the lifecycle makes by itself
 
     def span(event: LifecycleEvent) -> None:
         start = int(event.time * 1e9)

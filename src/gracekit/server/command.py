@@ -57,7 +57,15 @@ def register(commands: Any) -> None:
     )
     run.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True)
     run.add_argument("--root-path", default="")
-    run.add_argument("--lifespan", default="auto", choices=["auto", "on", "off"])
+    run.add_argument(
+        "--lifespan",
+        default="on",
+        choices=["auto", "on", "off"],
+        help=(
+            "on (default): a failing startup stops the server (uvicorn's auto would serve "
+            "without the lifespan, and without gracekit)"
+        ),
+    )
     run.add_argument("--factory", action="store_true", help="APP is a factory to call")
     run.add_argument("--reload", action="store_true", help="development: restart on changes")
     run.add_argument(

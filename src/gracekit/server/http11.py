@@ -93,6 +93,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.request is None:
+            if not self.head and data:
+                self._time_out_after(REQUEST_TIMEOUT)  # a request has begun to arrive
             self.head += len(data)
         self.conn.receive_data(data)
         if self.task is None:

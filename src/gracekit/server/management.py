@@ -62,7 +62,8 @@ class Management:
         prestop_header: the header that carries *prestop_token*.
 
     Raises:
-        TypeError, ValueError: a port that is not 0 to 65535, an empty host.
+        TypeError, ValueError: a port that is not 0 to 65535, an empty host, an empty token,
+            a header without a token.
     """
 
     port: int
@@ -75,6 +76,13 @@ class Management:
         _port(self.port, what="management port")
         if not isinstance(self.host, str) or not self.host.strip():
             raise ValueError(f"the management host must be a non-empty str, got {self.host!r}")
+        token, header = self.prestop_token, self.prestop_header
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ValueError("the management port's prestop_token must be a non-empty str")
+        if header is not None and (not isinstance(header, str) or not header.strip()):
+            raise ValueError("the management port's prestop_header must be a header name")
+        if header is not None and token is None:
+            raise ValueError("a prestop_header needs a prestop_token to compare it with")
 
     @classmethod
     def from_env(
