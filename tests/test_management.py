@@ -395,7 +395,7 @@ def test_bad_management_settings_are_refused() -> None:
     with pytest.raises(TypeError, match="must be a Management"):
         Lifecycle(management=9000)  # type: ignore[arg-type]
     assert "hunter" not in repr(Management(port=1, prestop_token="hunter2"))
-    with pytest.raises(ValueError, match="needs a prestop_token"):
+    with pytest.raises(ValueError, match="needs a token"):
         Management(port=1, prestop_header="X-Token")
     with pytest.raises(ValueError, match="non-empty"):
         Management(port=1, prestop_token=" ")

@@ -26,7 +26,7 @@ from .._asgi import plain, send_response
 if TYPE_CHECKING:
     from ..lifecycle import Lifecycle
 
-__all__ = ["PreStop"]
+__all__ = ["PreStop", "check_secret"]
 
 logger = logging.getLogger("gracekit")
 
@@ -36,6 +36,17 @@ _FORBIDDEN = plain(403, "forbidden")
 _NOT_ALLOWED = plain(405, "method not allowed", (b"allow", b"GET, POST"))
 #: Refused callers are logged once each; this many are remembered.
 _REMEMBERED_SOURCES = 256
+
+
+def check_secret(token: object, header: object) -> None:
+    """Raise ValueError unless *token* (None, or a non-empty str) and *header* (None, or a
+    header name, and only with a token) can guard a preStop endpoint."""
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ValueError("the preStop token must be a non-empty str")
+    if header is not None and (not isinstance(header, str) or not header.strip()):
+        raise ValueError("the preStop header must be a non-empty header name")
+    if header is not None and token is None:
+        raise ValueError("a preStop header needs a token to compare it with")
 
 
 def _digest(value: bytes) -> bytes:
@@ -67,12 +78,7 @@ class PreStop:
         header: str | None = None,
         require_token: bool = True,
     ) -> None:
-        if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise ValueError("the preStop token must be a non-empty str")
-        if header is not None and (not isinstance(header, str) or not header.strip()):
-            raise ValueError("the preStop header must be a non-empty header name")
-        if header is not None and token is None:
-            raise ValueError("a preStop header needs a token to compare it with")
+        check_secret(token, header)
         if token is None and require_token:
             raise ValueError(
                 "the preStop endpoint needs a token on the application's port: without one, "

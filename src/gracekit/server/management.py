@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Receive, Scope, Send
 
 from .._asgi import plain, send_response
-from ..drain.prestop import PreStop
+from ..drain.prestop import PreStop, check_secret
 from ..probes.endpoints import ProbeApp
 
 if TYPE_CHECKING:
@@ -76,13 +76,7 @@ class Management:
         _port(self.port, what="management port")
         if not isinstance(self.host, str) or not self.host.strip():
             raise ValueError(f"the management host must be a non-empty str, got {self.host!r}")
-        token, header = self.prestop_token, self.prestop_header
-        if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise ValueError("the management port's prestop_token must be a non-empty str")
-        if header is not None and (not isinstance(header, str) or not header.strip()):
-            raise ValueError("the management port's prestop_header must be a header name")
-        if header is not None and token is None:
-            raise ValueError("a prestop_header needs a prestop_token to compare it with")
+        check_secret(self.prestop_token, self.prestop_header)
 
     @classmethod
     def from_env(
