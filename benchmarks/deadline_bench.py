@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import sys
 import tempfile
@@ -47,7 +46,6 @@ SCENARIOS = (
     Scenario("scoped", "scoped", "/"),
     Scenario("bare-control", "control", "/"),
 )
-READY = "/health/ready"
 
 TARGET_DEADLINES_VS_BARE_RPS = 0.97  # at least
 EXPIRE_DEADLINE = 0.1  # the /expire route's deadline, seconds
@@ -110,25 +108,11 @@ def precision(server: Server, rounds: int) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deadline-")))
-        load = harness.make_load(
-            args.load_generator, connections=args.connections, work_dir=work_dir
-        )
-        servers = stack.enter_context(harness.run_servers(APPS, log_dir=work_dir))
-        for server in servers.values():
-            server.wait_for_status(READY)
-        harness.progress(
-            f"servers ready after {time.monotonic() - started:.1f} s; load: {load.name}"
-        )
-        samples = harness.run_rounds(
-            load,
-            SCENARIOS,
-            servers,
-            rounds=args.rounds,
-            duration=args.duration,
-            warmup=args.warmup,
-        )
+    with (
+        tempfile.TemporaryDirectory(prefix="deadline-") as work_dir,
+        harness.serving(args, APPS, Path(work_dir)) as (load, servers),
+    ):
+        samples = harness.measure_rounds(args, load, SCENARIOS, servers)
         harness.progress(f"precision: {args.precision_rounds} bursts of {CONCURRENT}")
         timing = precision(servers["deadlines"], args.precision_rounds)
 
@@ -180,18 +164,17 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_load_options(parser)
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision-rounds",
         type=harness.positive(int),
         default=5,
         help="bursts of 200 simultaneous requests on the expiring route (default 5)",
     )
-    args = parser.parse_args(argv)
-    harness.exit_on_sigterm()
-    return harness.run_benchmark(lambda: measure(args), report, json_path=args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return harness.main(__doc__, measure, report, argv, options=options)
 
 
 if __name__ == "__main__":

@@ -162,24 +162,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="drain-bench-")))
-        load = harness.make_load(
-            args.load_generator, connections=args.connections, work_dir=work_dir
-        )
         apps = {"bare": BARE, "drained": DRAINED, "control": BARE}
-        with harness.run_servers(apps, log_dir=work_dir) as servers:
-            for server in servers.values():
-                server.wait_for_status(READY)
-            harness.progress(
-                f"servers ready after {time.monotonic() - started:.1f} s; load: {load.name}"
-            )
-            samples = harness.run_rounds(
-                load,
-                SCENARIOS,
-                servers,
-                rounds=args.rounds,
-                duration=args.duration,
-                warmup=args.warmup,
-            )
+        with harness.serving(args, apps, work_dir) as (load, servers):
+            samples = harness.measure_rounds(args, load, SCENARIOS, servers)
             harness.progress(
                 f"memory: {WARMUP_REQUESTS:,} requests, RSS, {MEMORY_REQUESTS:,} more, RSS"
             )
@@ -263,18 +248,17 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_load_options(parser)
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exit-runs",
         type=harness.positive(int),
         default=5,
         help="SIGTERM-to-exit runs of gracekit run (default 5)",
     )
-    args = parser.parse_args(argv)
-    harness.exit_on_sigterm()
-    return harness.run_benchmark(lambda: measure(args), report, json_path=args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return harness.main(__doc__, measure, report, argv, options=options)
 
 
 if __name__ == "__main__":

@@ -82,30 +82,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
     with contextlib.ExitStack() as stack:
         work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="management-")))
-        load = harness.make_load(
-            args.load_generator, connections=args.connections, work_dir=work_dir
-        )
-        servers = stack.enter_context(harness.run_servers(apps, log_dir=work_dir))
-        for name, server in servers.items():
+
+        def ready(server: harness.Server) -> None:
+            port = ports[server.name]
             server.wait_until(
-                lambda port=ports[name]: harness.fetch(port, "/health/ready")[0] == 200,
+                lambda: harness.fetch(port, "/health/ready")[0] == 200,
                 what="200 from the management port's /health/ready",
             )
-        harness.progress(
-            f"servers ready after {time.monotonic() - started:.1f} s; load: {load.name}"
-        )
+
+        load, servers = stack.enter_context(harness.serving(args, apps, work_dir, ready=ready))
         poller = Poller(ports["polled"], POLL_RATE)
         poller.start()
         stack.callback(poller.stopping.set)
         polled_from = time.monotonic()
-        samples = harness.run_rounds(
-            load,
-            SCENARIOS,
-            servers,
-            rounds=args.rounds,
-            duration=args.duration,
-            warmup=args.warmup,
-        )
+        samples = harness.measure_rounds(args, load, SCENARIOS, servers)
         poller.stopping.set()
         poller.join(timeout=5)
         polling = {
@@ -157,11 +147,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_load_options(parser)
-    args = parser.parse_args(argv)
-    harness.exit_on_sigterm()
-    return harness.run_benchmark(lambda: measure(args), report, json_path=args.json)
+    return harness.main(__doc__, measure, report, argv)
 
 
 if __name__ == "__main__":

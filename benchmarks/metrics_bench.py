@@ -18,7 +18,6 @@ A benchmark, not a test: a missed target is reported and the exit status stays 0
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import sys
 import tempfile
@@ -40,7 +39,6 @@ SCENARIOS = (
     Scenario("plain-items", "plain", "/items/42"),
     Scenario("metered-items", "metered", "/items/42"),
 )
-READY = "/health/ready"
 TARGET_METERED_VS_PLAIN_RPS = 0.95  # at least
 
 
@@ -58,8 +56,8 @@ def counted(server: harness.Server) -> float:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="metrics-")))
+    with tempfile.TemporaryDirectory(prefix="metrics-") as work:
+        work_dir = Path(work)
         shared = work_dir / "multiproc"
         shared.mkdir()
         apps = {
@@ -70,29 +68,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "control": PLAIN,
         }
-        load = harness.make_load(
-            args.load_generator, connections=args.connections, work_dir=work_dir
-        )
-        servers = stack.enter_context(harness.run_servers(apps, log_dir=work_dir))
-        for server in servers.values():
-            server.wait_for_status(READY)
-        harness.progress(
-            f"servers ready after {time.monotonic() - started:.1f} s; load: {load.name}"
-        )
-        samples = harness.run_rounds(
-            load,
-            SCENARIOS,
-            servers,
-            rounds=args.rounds,
-            duration=args.duration,
-            warmup=args.warmup,
-        )
+        with harness.serving(args, apps, work_dir) as (load, servers):
+            samples = harness.measure_rounds(args, load, SCENARIOS, servers)
+            scraped = {name: counted(servers[name]) for name in ("metered", "multiprocess")}
         answered = {
             name: sum(sum(s.statuses.values()) for s in samples[scenario])
             for name, scenario in (("metered", "metered"), ("multiprocess", "multiprocess"))
         }
         answered["metered"] += sum(sum(s.statuses.values()) for s in samples["metered-items"])
-        scraped = {name: counted(servers[name]) for name in ("metered", "multiprocess")}
 
     control = ratio("plain control/plain req/s", samples, "plain-control", "plain")
     ratios = [
@@ -137,11 +120,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_load_options(parser)
-    args = parser.parse_args(argv)
-    harness.exit_on_sigterm()
-    return harness.run_benchmark(lambda: measure(args), report, json_path=args.json)
+    return harness.main(__doc__, measure, report, argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Benchmarks are scripts in ``benchmarks/``: run by path, their directory comes fi
 
 from .cli import add_load_options as add_load_options
 from .cli import exit_on_sigterm as exit_on_sigterm
+from .cli import main as main
 from .cli import positive as positive
 from .cli import progress as progress
 from .cli import run_benchmark as run_benchmark
@@ -33,6 +34,8 @@ from .servers import fetch as fetch
 from .servers import free_port as free_port
 from .servers import run_server as run_server
 from .servers import run_servers as run_servers
+from .session import measure_rounds as measure_rounds
+from .session import serving as serving
 from .stats import Ratio as Ratio
 from .stats import Sample as Sample
 from .stats import noise_warning as noise_warning
@@ -56,7 +59,9 @@ __all__ = [
     "fetch",
     "free_port",
     "header_lines",
+    "main",
     "make_load",
+    "measure_rounds",
     "noise_warning",
     "percentile",
     "positive",
@@ -68,6 +73,7 @@ __all__ = [
     "run_rounds",
     "run_server",
     "run_servers",
+    "serving",
     "summarize",
     "table_lines",
     "write_json",

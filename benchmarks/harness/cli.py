@@ -105,3 +105,22 @@ def run_benchmark(
     if json_path is not None:
         write_json(json_path, result)
     return 0
+
+
+def main(
+    description: str,
+    measure: Callable[[argparse.Namespace], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    argv: list[str] | None = None,
+    *,
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """A benchmark's ``main``: the load options (and *options*' own), SIGTERM as an exit,
+    then :func:`run_benchmark`."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    add_load_options(parser)
+    if options is not None:
+        options(parser)
+    args = parser.parse_args(argv)
+    exit_on_sigterm()
+    return run_benchmark(lambda: measure(args), render, json_path=args.json)
