@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 from gracekit import DrainMiddleware, Lifecycle, Management, Phase, ProbeApp, ShutdownTiming
 from gracekit.metrics import Metrics
 from tests.support.asgi import call, eventually, lifespan
+from tests.support.flood import flood
 
 pytestmark = pytest.mark.anyio
 
@@ -344,20 +345,6 @@ async def test_a_flood_leaves_readiness_answering() -> None:
         port = service.lifecycle.management_port
         assert port is not None
         statuses: dict[int, int] = {}
-
-        async def hammer(count: int) -> None:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            try:
-                for _ in range(count):
-                    writer.write(b"GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-                    await reader.readexactly(length)
-                    status = status_of(head)
-                    statuses[status] = statuses.get(status, 0) + 1
-            finally:
-                writer.close()
-
         latencies: list[float] = []
 
         async def probe_meanwhile() -> None:
@@ -370,9 +357,7 @@ async def test_a_flood_leaves_readiness_answering() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(probe_meanwhile)
-            async with anyio.create_task_group() as flood:
-                for _ in range(50):
-                    flood.start_soon(hammer, 200)
+            await flood(port, 50, 200, statuses=statuses)
     assert sum(statuses.values()) == 10_000
     assert set(statuses) == {503}, "every flood request answered (the db check fails)"
     assert latencies, "the kubelet's own probe got through during the flood"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.flood import flood
 from tests.support.server import TEST_APPS, free_port, run_uvicorn, wait_until
 
 SLACK = 2.0
@@ -85,26 +86,6 @@ def _answers(url: str) -> bool:
     return True
 
 
-async def _flood(port: int, connections: int, per_connection: int) -> dict[int, int]:
-    statuses: dict[int, int] = {}
-
-    async def one() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            for _ in range(per_connection):
-                writer.write(b"GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-                await reader.readexactly(length)
-                status = int(head.split(b" ", 2)[1])
-                statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(one() for _ in range(connections)))
-    return statuses
-
-
 def test_a_flood_of_probes_leaves_readiness_answering_and_memory_flat() -> None:
     port = free_port()
     with managed(port) as server:
@@ -112,19 +93,19 @@ def test_a_flood_of_probes_leaves_readiness_answering_and_memory_flat() -> None:
         assert wait_until(
             lambda: httpx.get(management + "/health/ready").status_code == 200, timeout=10
         )
-        asyncio.run(_flood(port, 50, 40))  # warm-up: 2,000
+        asyncio.run(flood(port, 50, 40))  # warm-up: 2,000
         before = rss_mb(server.process.pid)
         latencies: list[float] = []
 
         async def flood_and_probe() -> dict[int, int]:
-            flood = asyncio.ensure_future(_flood(port, 50, 200))  # 10,000
+            flooding = asyncio.ensure_future(flood(port, 50, 200))  # 10,000
             async with httpx.AsyncClient() as http:
-                while not flood.done():
+                while not flooding.done():
                     started = time.monotonic()
                     assert (await http.get(management + "/health/ready")).status_code == 200
                     latencies.append(time.monotonic() - started)
                     await asyncio.sleep(0.05)
-            return await flood
+            return await flooding
 
         statuses = asyncio.run(flood_and_probe())
         after = rss_mb(server.process.pid)

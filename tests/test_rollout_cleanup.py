@@ -20,7 +20,7 @@ import pytest
 
 from gracekit.rollout.demo import DEMO_APP
 from gracekit.rollout.pods import RUN_VARIABLE
-from tests.support.server import ROOT, TEST_APPS, wait_until
+from tests.support.server import ROOT, TEST_APPS, stop, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -77,13 +77,7 @@ def _reap() -> Iterator[None]:
     yield
     while _STARTED:
         process, stderr = _STARTED.pop()
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         run_id = re.search(rf"{RUN_VARIABLE}=(\w+)", stderr.read_text(errors="replace"))
         if run_id is not None:
             for pid in leftovers(run_id.group(1)):

@@ -111,12 +111,17 @@ def run_uvicorn(
             raise RuntimeError(f"uvicorn did not answer in {start_timeout} s:\n{server.log()}")
         yield server
     finally:
-        if process.poll() is None:
-            # SIGINT: a gracekit app shuts down without its delay (SIGTERM would wait it out).
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         log_path.unlink(missing_ok=True)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Stop *process* if it still runs: SIGINT (a gracekit app then skips its delay; the
+    rollout simulator cleans up after itself), SIGKILL after *timeout* seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

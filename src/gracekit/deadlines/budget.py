@@ -176,6 +176,12 @@ class RequestDeadline:
         # per loop iteration: the same clock, a little behind); readable from threads too.
         return max(0.0, at - (time.monotonic() if now is None else now))
 
+    def disarm(self) -> None:
+        """Drop the request's own timer, if it has one."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
     def cancel(self, reason: str) -> None:
         """Cut the request short: cancel its task, saying why."""
         self.cut = reason

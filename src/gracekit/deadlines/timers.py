@@ -70,9 +70,7 @@ class DeadlineTimers:
             if deadline.cut is not None or deadline.completed:
                 continue
             deadline.drain_at = drain_at
-            if deadline.timer is not None:
-                deadline.timer.cancel()
-                deadline.timer = None
+            deadline.disarm()
             self._arm(deadline, deadline.task.get_loop())
 
     # -- timers ------------------------------------------------------------------------------

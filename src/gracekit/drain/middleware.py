@@ -200,9 +200,7 @@ class DrainMiddleware:
                 # not by the request's deadline, and is not the request's latency.
                 finished = loop.time()
                 deadline.completed = True
-                if deadline.timer is not None:
-                    deadline.timer.cancel()
-                    deadline.timer = None
+                deadline.disarm()
                 return
             await send(message)
 
@@ -236,14 +234,12 @@ class DrainMiddleware:
                 deadline.take_back()  # the handler swallowed gracekit's cancellation
         finally:
             deactivate(token)
-            if deadline.timer is not None:
-                deadline.timer.cancel()
+            deadline.disarm()
             del requests[task]
             inflight.left()
             observer = self.lifecycle.request_observer
             if observer is not None and status:
-                route = deadline.route
-                deadline.end()
+                route = deadline.route  # before end(), which lets go of the scope
                 if not route.exempt:
                     end = finished if finished is not None else loop.time()
                     observer.request_done(
@@ -254,8 +250,7 @@ class DrainMiddleware:
                         after_shutdown=after_shutdown,
                         cut=None if finished is not None else deadline.cut,
                     )
-            else:
-                deadline.end()
+            deadline.end()
 
     async def _cut_short(
         self, scope: Scope, send: Send, deadline: RequestDeadline, started: bool

@@ -31,14 +31,12 @@ from prometheus_client.values import MutexValue  # noqa: E402
 if TYPE_CHECKING:
     from ..lifecycle import Lifecycle
 
-__all__ = ["DEFAULT_BUCKETS", "MULTIPROCESS_VARIABLE", "UNMATCHED", "Metrics"]
+__all__ = ["DEFAULT_BUCKETS", "UNMATCHED", "Metrics"]
 
 #: Upper bounds (seconds) of the request duration histogram: web latencies, 5 ms to a minute.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 #: The route label of requests that no route matched: every such path shares it.
 UNMATCHED = "unmatched"
-#: Set, prometheus_client keeps its values in files there, shared by worker processes.
-MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 #: How often the state gauges are refreshed between scrapes (each worker's own, in
 #: multiprocess mode), in seconds.
 REFRESH_INTERVAL = 1.0
