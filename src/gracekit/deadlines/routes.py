@@ -2,9 +2,11 @@
 
 The table is built once, at startup, by walking the application's routes (Starlette's
 ``Route``, ``Mount`` and ``Host``, FastAPI's path operations and included routers). A request
-is matched to its route by the router itself: after routing, ``scope["route"]`` is the matched
-route object (``scope["endpoint"]`` on older Starlette), which the table maps to its template
-and its deadline. Nothing is matched twice, and nothing in the application is changed.
+is matched to its route by the router itself, which the table reads after routing: Starlette
+sets ``scope["route"]`` to the matched route object, and ``scope["endpoint"]`` to its endpoint
+(a mount's: the mounted app). FastAPI's router sets only ``scope["endpoint"]`` for a mount, as
+older Starlette does for every route; the table maps both to the route's template and its
+deadline. Nothing is matched twice, and nothing in the application is changed.
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ class RouteInfo:
 class _Entry:
     route: Any
     templates: list[str]  # the full templates the route is reachable under, as written
-    endpoint: Any
+    endpoint: Any  # what the router puts in scope["endpoint"]: a mount's is the mounted app
     exempt: bool
+    mounted: bool  # a mounted app: its templates also match the paths below them
     infos: list[RouteInfo] | None = None
     patterns: list[re.Pattern[str]] | None = None  # when reachable under several templates
 
@@ -129,42 +132,52 @@ def _is_container(route: Any) -> bool:
     return bool(inner) and not hasattr(route, "endpoint")
 
 
+def _leads_on(app: Any) -> bool:
+    """True for a mounted app with a router of its own (the leaf is still to come)."""
+    return not _is_management_app(app) and bool(find_routes(app))
+
+
 def _walk(
     routes: Sequence[Any], prefix: str, containers: set[int]
-) -> Iterator[tuple[Any, str, bool]]:
-    """(route, full template, exempt) for every leaf route below *routes*; the ids of the
-    routes that contain others go into *containers*."""
+) -> Iterator[tuple[Any, str, Any, bool]]:
+    """(route, full template, endpoint, mounted) for every leaf route below *routes*; the ids
+    of the routes that contain others, and of the apps they lead to, go into *containers*."""
     for route, path in _contexts(routes):
         if type(route).__name__ == "Host":
-            containers.add(id(route))
+            containers.update((id(route), id(getattr(route, "app", None))))
             yield from _walk(getattr(route, "routes", ()), prefix, containers)
             continue
         if path is None:
             continue
         full = prefix + path
         if _is_container(route):
-            containers.add(id(route))
+            containers.update((id(route), id(getattr(route, "app", None))))
             yield from _walk(route.routes, full, containers)
         elif type(route).__name__ == "Mount" or hasattr(route, "routes"):
             # A mounted ASGI app without routes is one route; gracekit's are exempt.
-            yield route, full, _is_management_app(getattr(route, "app", None))
+            yield route, full, getattr(route, "app", None), True
         else:
-            yield route, full, _is_management_app(getattr(route, "endpoint", None))
+            yield route, full, getattr(route, "endpoint", None), False
 
 
 def _strip_convertors(template: str) -> str:
     return re.sub(r"{([^}:]+)(:[^}]*)?}", r"{\1}", template)
 
 
-def _pattern(template: str) -> re.Pattern[str]:
-    """A regex matching the paths of *template* (``{name}`` and ``{name:path}`` segments)."""
+def _pattern(template: str, *, mounted: bool) -> re.Pattern[str]:
+    """A regex matching the paths of *template* (``{name}`` and ``{name:path}`` segments);
+    *mounted*: and the paths below it."""
     out, last = [], 0
     for match in re.finditer(r"{([^}:]+)(?::([^}]*))?}", template):
         out.append(re.escape(template[last : match.start()]))
         out.append(".*" if match.group(2) == "path" else "[^/]+")
         last = match.end()
     out.append(re.escape(template[last:]))
-    return re.compile("".join(out) + "$")
+    return re.compile("".join(out) + ("(?:/.*)?$" if mounted else "$"))
+
+
+def _patterns(entry: _Entry) -> list[re.Pattern[str]]:
+    return [_pattern(t, mounted=entry.mounted) for t in entry.templates]
 
 
 class RouteTable:
@@ -199,17 +212,16 @@ class RouteTable:
                 "route_deadlines needs an application with routes (Starlette or FastAPI); "
                 "none was found behind the middleware"
             )
-        for route, template, exempt in _walk(routes or (), "", self._containers):
+        for route, template, endpoint, mounted in _walk(routes or (), "", self._containers):
             entry = self._by_route.get(id(route))
             if entry is None:
-                entry = _Entry(route, [], getattr(route, "endpoint", None), exempt)
-                self._by_route[id(route)] = entry
-                if entry.endpoint is not None:
-                    self._by_endpoint.setdefault(id(entry.endpoint), entry)
+                exempt = _is_management_app(endpoint)
+                entry = self._by_route[id(route)] = _Entry(route, [], endpoint, exempt, mounted)
             entry.templates.append(template)
         unused = self._apply(overrides)
         if unused:
             raise ValueError(self._unknown(unused))
+        self._index_endpoints()
         budgets = [
             info.budget
             for entry in self._by_route.values()
@@ -242,8 +254,30 @@ class RouteTable:
                     budget = decorated
                 entry.infos.append(RouteInfo(label, None if entry.exempt else budget, entry.exempt))
             if len(entry.templates) > 1:
-                entry.patterns = [_pattern(t) for t in entry.templates]
+                entry.patterns = _patterns(entry)
         return [key for key in overrides if key not in used]
+
+    def _index_endpoints(self) -> None:
+        """Find each route by its endpoint too; an endpoint of several routes (one app mounted
+        twice) gets them all, told apart by the request's path."""
+        shared: dict[int, list[_Entry]] = {}
+        for entry in self._by_route.values():
+            if entry.endpoint is not None:
+                shared.setdefault(id(entry.endpoint), []).append(entry)
+        for key, entries in shared.items():
+            if len(entries) == 1:
+                self._by_endpoint[key] = entries[0]
+                continue
+            first = entries[0]
+            self._by_endpoint[key] = _Entry(
+                None,
+                [t for e in entries for t in e.templates],
+                first.endpoint,
+                first.exempt,
+                first.mounted,
+                [i for e in entries for i in e.infos or ()],
+                [p for e in entries for p in _patterns(e)],
+            )
 
     def _unknown(self, keys: list[str]) -> str:
         known = sorted({t for e in self._by_route.values() for t in e.templates})
@@ -271,21 +305,33 @@ class RouteTable:
         """The route *scope* was matched to; ``routed`` is False before routing or when
         nothing matched, and the default deadline applies."""
         route = scope.get("route")
-        entry = None
-        if route is not None:
-            entry = self._by_route.get(id(route))
-            if entry is None:
-                if id(route) in self._containers or _is_container(route):
-                    return self._unrouted  # a Mount or a Host: the leaf is still to come
-                # Added after startup, or below an app the walk cannot see.
-                return self._unknown_route(route)
-        else:
-            endpoint = scope.get("endpoint")  # Starlette before scope["route"]
-            if endpoint is None:
-                return self._unrouted
-            entry = self._by_endpoint.get(id(endpoint))
-            if entry is None:
-                return RouteInfo(None, getattr(endpoint, ATTRIBUTE, self.default))
+        if route is None:
+            return self._by_endpoint_of(scope)
+        entry = self._by_route.get(id(route))
+        if entry is not None:
+            return self._info(entry, scope)
+        if id(route) in self._containers or _is_container(route):
+            # A Mount or a Host: the leaf is still to come, or a router below it that sets
+            # only scope["endpoint"] (FastAPI's, for its mounts) has found it.
+            return self._by_endpoint_of(scope)
+        # Added after startup, or below an app the walk cannot see.
+        return self._unknown_route(route)
+
+    def _by_endpoint_of(self, scope: Mapping[str, Any]) -> RouteInfo:
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return self._unrouted
+        entry = self._by_endpoint.get(id(endpoint))
+        if entry is not None:
+            return self._info(entry, scope)
+        if id(endpoint) in self._containers or _leads_on(endpoint):
+            return self._unrouted  # a mounted app whose router has not matched yet
+        exempt = _is_management_app(endpoint)
+        return RouteInfo(
+            None, None if exempt else getattr(endpoint, ATTRIBUTE, self.default), exempt
+        )
+
+    def _info(self, entry: _Entry, scope: Mapping[str, Any]) -> RouteInfo:
         infos = entry.infos or [RouteInfo(None, self.default)]
         if entry.patterns is not None:
             path = scope.get("path", "")
@@ -300,6 +346,7 @@ class RouteTable:
 
     def _unknown_route(self, route: Any) -> RouteInfo:
         template = getattr(route, "path_format", None) or getattr(route, "path", None)
-        budget = getattr(getattr(route, "endpoint", None), ATTRIBUTE, self.default)
-        exempt = _is_management_app(getattr(route, "endpoint", None))
+        endpoint = getattr(route, "endpoint", None) or getattr(route, "app", None)
+        budget = getattr(endpoint, ATTRIBUTE, self.default)
+        exempt = _is_management_app(endpoint)
         return RouteInfo(template, None if exempt else budget, exempt)
