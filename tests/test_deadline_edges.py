@@ -337,7 +337,8 @@ async def test_the_drain_does_not_cut_gracekits_own_endpoints() -> None:
             answers.append(await call(app, "/own/x"))
 
         tg.start_soon(own)
-        await eventually(lambda: len(lifecycle.inflight) == 1)
+        await eventually(lambda: len(lifecycle.inflight.requests) == 1)
+        assert len(lifecycle.inflight) == 0, "gracekit's own: not the app's request in flight"
         lifecycle.shutdown()
     assert [a.status for a in answers] == [200]
     assert lifecycle.shutdown_report.cut_requests == 0

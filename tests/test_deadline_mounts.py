@@ -204,9 +204,11 @@ async def test_the_prestop_hook_is_neither_cut_nor_counted(service: Service) -> 
         assert (await call(service.app, p + "/health/ready")).status == 503
         assert (await call(service.app, p + "/health/live")).status == 200
         assert len(lifecycle.inflight.requests) == 1, "the hook is still waiting"
-        assert (await call(service.app, "/metrics")).status == 200
+        assert len(lifecycle.inflight) == 0, "and is not the app's request in flight"
+        during = samples((await call(service.app, "/metrics")).body.decode())
         assert (await call(service.app, p + "/items/1")).status == 200
     assert [(a.status, a.body) for a in answers] == [(200, b"draining\n")]
+    assert value(during, "gracekit_requests_in_flight") == 0
     scrape = service.scrape()
     assert label_values(scrape, "http_requests_total", "route") == {f"{p}/items/{{item_id}}"}
     assert value(scrape, "gracekit_requests_after_shutdown_total") == 1, "the /items request"

@@ -63,7 +63,9 @@ class InFlight:
         self.timers.reset()
 
     def __len__(self) -> int:
-        return len(self.requests) + len(self.websockets)
+        """The application's requests and websockets in flight: gracekit's own endpoints
+        (probes, metrics, the preStop hook waiting out the delay) are not counted."""
+        return sum(not d.route.exempt for d in self.requests.values()) + len(self.websockets)
 
     def left(self) -> None:
         """Called when a request or websocket ends: wakes :meth:`wait_idle` at zero."""

@@ -51,7 +51,7 @@ class MetricsApp:
         if self._token is not None and not bearer_matches(scope, self._token):
             await send_response(scope, send, *_UNAUTHORIZED)
             return
-        self.metrics.refresh(scraping=True)
+        self.metrics.refresh()
         if self.metrics.multiprocess:
             body = await anyio.to_thread.run_sync(self._multiprocess)
         else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._optional import require
-from ..deadlines.budget import EXPIRED, current
+from ..deadlines.budget import EXPIRED
 from ..events.bus import LifecycleEvent
 from .endpoint import MetricsApp
 
@@ -215,14 +215,10 @@ class Metrics:
 
     # -- the lifecycle ---------------------------------------------------------------------
 
-    def refresh(self, *, scraping: bool = False) -> None:
-        """Set the gauges that follow the lifecycle's state from that state, now. *scraping*:
-        called by the ``/metrics`` request, which does not count itself as in flight."""
+    def refresh(self) -> None:
+        """Set the gauges that follow the lifecycle's state from that state, now."""
         lifecycle = self.lifecycle
-        in_flight = len(lifecycle.inflight)
-        if scraping and current() is not None:
-            in_flight -= 1
-        self.in_flight.set(max(0, in_flight))
+        self.in_flight.set(len(lifecycle.inflight))
         phase = lifecycle.phase.value
         for name in _PHASES:
             self.phase.labels(name).set(1 if name == phase else 0)
