@@ -23,7 +23,7 @@ from gracekit import DrainMiddleware, Lifecycle, ProbeApp, ShutdownTiming
 from gracekit.deadlines.routes import RouteTable, find_routes
 from gracekit.metrics import Metrics, MetricsApp
 from tests.support.asgi import Answer, call, eventually, lifespan
-from tests.test_metrics import label_values, samples, value
+from tests.support.metrics import label_values, samples, value
 
 pytestmark = pytest.mark.anyio
 

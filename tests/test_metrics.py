@@ -8,7 +8,6 @@ from typing import Any
 import anyio
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -17,27 +16,9 @@ from starlette.routing import Mount, Route
 from gracekit import DrainMiddleware, Lifecycle, ProbeApp, ShutdownTiming, deadline
 from gracekit.metrics import Metrics, MetricsApp
 from tests.support.asgi import Answer, call, eventually, lifespan
+from tests.support.metrics import Samples, label_values, samples, value
 
 pytestmark = pytest.mark.anyio
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(text: str) -> Samples:
-    """Every sample of a scrape, by name and sorted labels."""
-    found: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return found
-
-
-def value(scrape: Samples, name: str, **labels: str) -> float:
-    return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def label_values(scrape: Samples, name: str, label: str) -> set[str]:
-    return {dict(key)[label] for (n, key) in scrape if n == name and label in dict(key)}
 
 
 class Service:
