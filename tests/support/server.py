@@ -60,9 +60,10 @@ def _command(launcher: str, app: str, app_dir: Path, port: int) -> list[str]:
         return [sys.executable, "-m", "gracekit", "run", app, "--app-dir", str(app_dir),
                 "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     if launcher == "gunicorn":
+        # No control socket: gunicorn's default path is shared by every run on the machine.
         return [sys.executable, "-m", "gunicorn", app, "--chdir", str(app_dir),
                 "--worker-class", "gracekit.server.gunicorn.Worker", "--workers", "1",
-                "--bind", f"127.0.0.1:{port}"]  # fmt: skip
+                "--bind", f"127.0.0.1:{port}", "--no-control-socket"]  # fmt: skip
     raise ValueError(f"unknown launcher {launcher!r}")
 
 
