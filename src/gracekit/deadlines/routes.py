@@ -14,12 +14,20 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .. import _validate
+from ._routers import (
+    find_routes,
+    is_container,
+    is_management_app,
+    leads_on,
+    pattern,
+    strip_convertors,
+    walk,
+)
 
 __all__ = ["ATTRIBUTE", "RouteInfo", "RouteTable", "deadline", "find_routes"]
 
@@ -86,98 +94,8 @@ class _Entry:
     patterns: list[re.Pattern[str]] | None = None  # when reachable under several templates
 
 
-def find_routes(app: Any) -> Sequence[Any] | None:
-    """The routes of *app*, found through the ``.app`` chain of its middleware, or None."""
-    for _ in range(32):
-        routes = getattr(app, "routes", None)
-        if isinstance(routes, Sequence) and not isinstance(routes, (str, bytes)):
-            return routes
-        app = getattr(app, "app", None)
-        if app is None:
-            return None
-    return None
-
-
-def _is_management_app(app: Any) -> bool:
-    """True for gracekit's own endpoints (probes, metrics), through a few wrappers."""
-    for _ in range(8):
-        if getattr(app, "gracekit_management", False) is True:
-            return True
-        app = getattr(app, "app", None)
-        if app is None:
-            return False
-    return False
-
-
-def _contexts(routes: Sequence[Any]) -> Iterator[tuple[Any, str | None]]:
-    """Each route of a router with its path, FastAPI's included routers expanded."""
-    fastapi_routing = sys.modules.get("fastapi.routing")
-    expand = getattr(fastapi_routing, "iter_route_contexts", None)
-    if expand is not None:
-        # FastAPI >= 0.16x keeps included routers as such; a route included under two
-        # prefixes is one object with two paths.
-        for context in expand(routes):
-            yield context.original_route, context.path
-        return
-    for route in routes:
-        yield route, getattr(route, "path", None)
-
-
-def _is_container(route: Any) -> bool:
-    """True for a route that only leads to others (a Mount with routes, a Host): the router
-    below it sets ``scope["route"]`` again once it has matched the leaf."""
-    if _is_management_app(getattr(route, "app", None)):
-        return False
-    inner = getattr(route, "routes", None)
-    return bool(inner) and not hasattr(route, "endpoint")
-
-
-def _leads_on(app: Any) -> bool:
-    """True for a mounted app with a router of its own (the leaf is still to come)."""
-    return not _is_management_app(app) and bool(find_routes(app))
-
-
-def _walk(
-    routes: Sequence[Any], prefix: str, containers: set[int]
-) -> Iterator[tuple[Any, str, Any, bool]]:
-    """(route, full template, endpoint, mounted) for every leaf route below *routes*; the ids
-    of the routes that contain others, and of the apps they lead to, go into *containers*."""
-    for route, path in _contexts(routes):
-        if type(route).__name__ == "Host":
-            containers.update((id(route), id(getattr(route, "app", None))))
-            yield from _walk(getattr(route, "routes", ()), prefix, containers)
-            continue
-        if path is None:
-            continue
-        full = prefix + path
-        if _is_container(route):
-            containers.update((id(route), id(getattr(route, "app", None))))
-            yield from _walk(route.routes, full, containers)
-        elif type(route).__name__ == "Mount" or hasattr(route, "routes"):
-            # A mounted ASGI app without routes is one route; gracekit's are exempt.
-            yield route, full, getattr(route, "app", None), True
-        else:
-            yield route, full, getattr(route, "endpoint", None), False
-
-
-def _strip_convertors(template: str) -> str:
-    return re.sub(r"{([^}:]+)(:[^}]*)?}", r"{\1}", template)
-
-
-def _pattern(template: str, *, mounted: bool) -> re.Pattern[str]:
-    """A regex matching the paths of *template* (``{name}`` and ``{name:path}`` segments);
-    *mounted*: and the paths below it."""
-    out, last = [], 0
-    for match in re.finditer(r"{([^}:]+)(?::([^}]*))?}", template):
-        out.append(re.escape(template[last : match.start()]))
-        out.append(".*" if match.group(2) == "path" else "[^/]+")
-        last = match.end()
-    out.append(re.escape(template[last:]))
-    return re.compile("".join(out) + ("(?:/.*)?$" if mounted else "$"))
-
-
 def _patterns(entry: _Entry) -> list[re.Pattern[str]]:
-    return [_pattern(t, mounted=entry.mounted) for t in entry.templates]
+    return [pattern(t, mounted=entry.mounted) for t in entry.templates]
 
 
 class RouteTable:
@@ -212,10 +130,10 @@ class RouteTable:
                 "route_deadlines needs an application with routes (Starlette or FastAPI); "
                 "none was found behind the middleware"
             )
-        for route, template, endpoint, mounted in _walk(routes or (), "", self._containers):
+        for route, template, endpoint, mounted in walk(routes or (), "", self._containers):
             entry = self._by_route.get(id(route))
             if entry is None:
-                exempt = _is_management_app(endpoint)
+                exempt = is_management_app(endpoint)
                 entry = self._by_route[id(route)] = _Entry(route, [], endpoint, exempt, mounted)
             entry.templates.append(template)
         unused = self._apply(overrides)
@@ -233,13 +151,13 @@ class RouteTable:
 
     def _apply(self, overrides: Mapping[str, float | None]) -> list[str]:
         keys = {key: key for key in overrides}
-        keys.update({_strip_convertors(key): key for key in overrides})
+        keys.update({strip_convertors(key): key for key in overrides})
         used: set[str] = set()
         for entry in self._by_route.values():
             decorated = getattr(entry.endpoint, ATTRIBUTE, _NO_OVERRIDE)
             entry.infos = []
             for template in entry.templates:
-                label = _strip_convertors(template)
+                label = strip_convertors(template)
                 key = keys.get(template, keys.get(label))
                 budget: Any = self.default
                 if key is not None:
@@ -310,7 +228,7 @@ class RouteTable:
         entry = self._by_route.get(id(route))
         if entry is not None:
             return self._info(entry, scope)
-        if id(route) in self._containers or _is_container(route):
+        if id(route) in self._containers or is_container(route):
             # A Mount or a Host: the leaf is still to come, or a router below it that sets
             # only scope["endpoint"] (FastAPI's, for its mounts) has found it.
             return self._by_endpoint_of(scope)
@@ -324,9 +242,9 @@ class RouteTable:
         entry = self._by_endpoint.get(id(endpoint))
         if entry is not None:
             return self._info(entry, scope)
-        if id(endpoint) in self._containers or _leads_on(endpoint):
+        if id(endpoint) in self._containers or leads_on(endpoint):
             return self._unrouted  # a mounted app whose router has not matched yet
-        exempt = _is_management_app(endpoint)
+        exempt = is_management_app(endpoint)
         return RouteInfo(
             None, None if exempt else getattr(endpoint, ATTRIBUTE, self.default), exempt
         )
@@ -348,5 +266,5 @@ class RouteTable:
         template = getattr(route, "path_format", None) or getattr(route, "path", None)
         endpoint = getattr(route, "endpoint", None) or getattr(route, "app", None)
         budget = getattr(endpoint, ATTRIBUTE, self.default)
-        exempt = _is_management_app(endpoint)
+        exempt = is_management_app(endpoint)
         return RouteInfo(template, None if exempt else budget, exempt)
