@@ -71,8 +71,9 @@ class RouteInfo:
         template: the route's full path template (``/orders/{order_id}``), or None when no
             route matched (yet).
         budget: its deadline in seconds, or None for no deadline.
-        exempt: True for gracekit's own endpoints (probes, metrics), which never get a deadline
-            (not even a caller's) and are not counted in the request metrics.
+        exempt: True for gracekit's own endpoints (probes, metrics, the preStop hook), which
+            never get a deadline (not even a caller's), are not counted in the request metrics
+            and are not the application's requests in flight.
         routed: False while the router has not matched the request to a route (or when
             nothing matched: a 404); the default deadline applies then.
     """
