@@ -38,6 +38,7 @@ from tests.support.docblocks import (
     commands,
     program,
     program_of,
+    quickstart,
 )
 from tests.support.server import EXAMPLES, ROOT
 
@@ -51,13 +52,6 @@ MYPY = ["--strict", "--disable-error-code", "empty-body", "--no-error-summary"]
 
 def ids(items: list[Block]) -> list[str]:
     return [block.id for block in items]
-
-
-def quickstart() -> str:
-    """The README's quickstart: the first Python block after its heading."""
-    section = (ROOT / "README.md").read_text().split("## Quickstart", 1)[1]
-    [first] = [b for b in PYTHON if b.page.name == "README.md" and b.code in section][:1]
-    return first.code
 
 
 @pytest.fixture

@@ -86,6 +86,13 @@ def all_blocks(*langs: str) -> list[Block]:
     return [block for page in PAGES for block in blocks(page) if block.lang in langs]
 
 
+def quickstart() -> str:
+    """The README's quickstart (the first Python block after its heading): the docs' main.py."""
+    readme = ROOT / "README.md"
+    heading = readme.read_text().splitlines().index("## Quickstart (FastAPI)") + 1
+    return next(b.code for b in blocks(readme) if b.lang == "python" and b.line > heading)
+
+
 @dataclass(frozen=True)
 class Program:
     """A page's Python blocks up to one of them, as one module; where each block landed."""
