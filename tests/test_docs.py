@@ -263,3 +263,15 @@ def test_every_gracekit_command_in_a_shell_block_is_checked() -> None:
         1 for b in CHECKED for command in commands(b.code) if program_of(command)[0] == "gracekit"
     )
     assert parsed == written > 10
+
+
+def test_the_demo_takes_as_long_as_its_help_says_everywhere() -> None:
+    # Measured with `time gracekit demo` on a shared 2-core machine: 22 to 24 s.
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit):
+        gracekit_parser().parse_args(["demo", "--help"])
+    said = re.search(r"Takes (about \d+ seconds)\.", " ".join(stdout.getvalue().split()))
+    assert said is not None, stdout.getvalue()
+    for page in (ROOT / "README.md", ROOT / "docs" / "rollout.md"):
+        durations = re.findall(r"about \d+ seconds", page.read_text().replace("\n", " "))
+        assert durations == [said.group(1)], (page, durations)

@@ -1,6 +1,6 @@
 """An orders service: FastAPI, PostgreSQL and Redis, with gracekit's probes on a management port.
 
-Run it with:  uvicorn app:app --app-dir examples/orders   (see README.md in this folder)
+Run it with:  uvicorn app:app --app-dir examples/orders --lifespan on   (see README.md)
 
 Settings come from the environment, read once in :meth:`Settings.from_env`:
   ORDERS_DATABASE_URL       asyncpg DSN      (default postgresql://postgres@127.0.0.1:5432/test)

@@ -62,7 +62,7 @@ def _command(launcher: str, app: str, app_dir: Path, port: int) -> list[str]:
     if launcher == "gunicorn":
         return [sys.executable, "-m", "gunicorn", app, "--chdir", str(app_dir),
                 "--worker-class", "gracekit.server.gunicorn.Worker", "--workers", "1",
-                "--bind", f"127.0.0.1:{port}"]  # fmt: skip
+                "--bind", f"127.0.0.1:{port}", "--no-control-socket"]  # fmt: skip
     raise ValueError(f"unknown launcher {launcher!r}")
 
 
