@@ -200,9 +200,12 @@ def check_uvicorn(args: list[str]) -> None:
 
     command = importlib.import_module("uvicorn.main").main
     try:
-        command.make_context("uvicorn", list(args))
+        context = command.make_context("uvicorn", list(args))
     except click.ClickException as exc:
         raise AssertionError(f"uvicorn {' '.join(args)}: {exc.format_message()}") from exc
+    # Under uvicorn's default, auto, a startup that fails before the lifespan runs leaves the
+    # app served without gracekit: the docs run it as gracekit run does.
+    assert context.params["lifespan"] == "on", f"uvicorn {' '.join(args)}: --lifespan on"
 
 
 def check_gunicorn(args: list[str]) -> None:
@@ -275,3 +278,14 @@ def test_the_demo_takes_as_long_as_its_help_says_everywhere() -> None:
     for page in (ROOT / "README.md", ROOT / "docs" / "rollout.md"):
         durations = re.findall(r"about \d+ seconds", page.read_text().replace("\n", " "))
         assert durations == [said.group(1)], (page, durations)
+
+
+def test_gracekit_runs_options_table_lists_every_option() -> None:
+    page = (ROOT / "docs" / "termination.md").read_text()
+    table = page.split("| Option ", 1)[1].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`(--[a-z-]+)", table))
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit):
+        gracekit_parser().parse_args(["run", "--help"])
+    options = set(re.findall(r"(--[a-z][a-z-]+)", stdout.getvalue())) - {"--help"}
+    assert documented == options
