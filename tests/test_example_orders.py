@@ -13,15 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 import redis
 
-from tests.support.faultproxy import FaultProxy
-from tests.support.faults import MARGIN, proxy_to
+from tests.support.faults import MARGIN, proxy_to, through
 from tests.support.server import EXAMPLES, Server, free_port, run_uvicorn, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -202,13 +200,6 @@ def test_probes_report_startup_checks_and_gate(orders: Orders, redis_url: str) -
         cached = client.get(COUNT_KEY)
     assert cached is not None, "the startup task did not fill the cache"
     assert cached.isdigit(), cached
-
-
-def through(url: str, proxy: FaultProxy) -> str:
-    """*url* with the proxy's address in place of the server's."""
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=f"{user}{proxy.host}:{proxy.port}"))
 
 
 def test_it_starts_with_postgres_and_redis_down_and_turns_ready_when_they_are_back(

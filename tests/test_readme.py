@@ -9,13 +9,12 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
 from tests.support.docblocks import quickstart
-from tests.support.faults import MARGIN, proxy_to
+from tests.support.faults import MARGIN, proxy_to, through
 from tests.support.server import run_uvicorn, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -30,10 +29,9 @@ def test_the_quickstart_rides_out_its_database_being_down(
     (tmp_path / "main.py").write_text(quickstart())
     with proxy_to(postgres_dsn) as proxy:
         proxy.refuse()
-        parts = urlsplit(postgres_dsn)
-        dsn = urlunsplit(parts._replace(netloc=f"{parts.username}@{proxy.host}:{proxy.port}"))
         with run_uvicorn(
-            "main:app", app_dir=tmp_path, env={"DATABASE_URL": dsn}, launcher="gracekit",
+            "main:app", app_dir=tmp_path, env={"DATABASE_URL": through(postgres_dsn, proxy)},
+            launcher="gracekit",
             ready_path="/health/startup", start_timeout=40,
         ) as server, httpx.Client(base_url=server.url, timeout=5) as http:  # fmt: skip
 
