@@ -1,6 +1,6 @@
 """The smallest gracekit service: probes under /health, no external services.
 
-Run it with:  uvicorn minimal:app --app-dir examples
+Run it with:  uvicorn minimal:app --app-dir examples --lifespan on
          or:  gracekit run minimal:app --app-dir examples   (exits 0 after a clean shutdown)
 
 On SIGTERM it fails readiness at once, keeps serving for 5 s (GRACEKIT_SHUTDOWN_DELAY), then

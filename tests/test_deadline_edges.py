@@ -141,12 +141,13 @@ async def test_the_drain_waits_for_background_tasks_and_bounds_them() -> None:
 async def test_work_spawned_from_a_request_has_no_request_deadline() -> None:
     seen: dict[str, Any] = {}
     lifecycle = Lifecycle()
+    request_over = anyio.Event()
 
     async def background() -> None:
         seen["spawned"] = (current(), remaining(), timeout(30))
 
     async def later() -> None:
-        await anyio.sleep(0.3)  # the request is over by then
+        await request_over.wait()
         seen["task"] = (current(), remaining())
 
     @deadline(0.2)
@@ -158,6 +159,7 @@ async def test_work_spawned_from_a_request_has_no_request_deadline() -> None:
     app = app_with(Route("/report", report), lifecycle=lifecycle)
     async with lifespan(app):
         assert (await call(app, "/report")).status == 202
+        request_over.set()
         await seen["keep"]
     assert seen["spawned"] == (None, None, 30)
     assert seen["task"] == (None, None)
@@ -231,6 +233,7 @@ async def test_mark_broken_from_a_worker_thread() -> None:
 
 async def test_a_swallowed_cancellation_is_balanced_and_escalated_by_the_drain() -> None:
     tasks: list[asyncio.Task[Any]] = []
+    swallowed: list[asyncio.Task[Any]] = []
     lifecycle = Lifecycle(shutdown=ShutdownTiming(delay=0, drain_timeout=0.4))
 
     @deadline(0.1)
@@ -240,6 +243,7 @@ async def test_a_swallowed_cancellation_is_balanced_and_escalated_by_the_drain()
         tasks.append(task)
         with contextlib.suppress(asyncio.CancelledError):  # wrong, but it happens
             await anyio.sleep(1)
+        swallowed.append(task)
         if request.query_params.get("linger"):
             await anyio.sleep(30)
         return PlainTextResponse("finished anyway")
@@ -256,8 +260,8 @@ async def test_a_swallowed_cancellation_is_balanced_and_escalated_by_the_drain()
                 answers.append(await call(app, "/stubborn?linger=1"))
 
             tg.start_soon(linger)
-            await eventually(lambda: len(tasks) == 2)
-            await anyio.sleep(0.2)  # past its deadline: it swallowed that cut
+            # Past its deadline, cut, and the cut swallowed:
+            await eventually(lambda: len(swallowed) == 2)
             lifecycle.shutdown()
     assert [a.status for a in answers] == [503], "the drain deadline cut it all the same"
 

@@ -150,6 +150,8 @@ async def test_startup_waits_for_startup_checks_then_latches() -> None:
     lifecycle = Lifecycle()
     migrations = Switch(up=False)
     lifecycle.check(name="migrations", probes="startup", **FAST)(migrations)
+    clock = Switch()  # a check on the same schedule, that keeps running: it shows time passing
+    lifecycle.check(name="clock", probes="informational", **FAST)(clock)
     async with lifecycle.run():
         await eventually(lambda: migrations.calls >= 3)
         assert lifecycle.phase is Phase.STARTING
@@ -160,7 +162,9 @@ async def test_startup_waits_for_startup_checks_then_latches() -> None:
         assert lifecycle.phase is Phase.STARTED
         runs = lifecycle.checks["migrations"].runs
         migrations.up = False
-        await anyio.sleep(0.2)  # four intervals: the check would have run again by now
+        ticks = clock.calls
+        # Four runs of a check on the same schedule: the startup check would have run again.
+        await eventually(lambda: clock.calls >= ticks + 4)
         assert lifecycle.checks["migrations"].runs == runs, "a startup-only check stops once passed"
         assert lifecycle.startup().ok, "startup stays passed once it passed"
         assert lifecycle.readiness().status == "pass", (
@@ -213,7 +217,8 @@ async def test_event_loop_lag_fails_liveness_then_recovers() -> None:
     lifecycle = Lifecycle(loop_lag_threshold=0.2, loop_lag_interval=0.05)
     async with lifecycle.run():
         await eventually(lambda: lifecycle.loop_monitor.last_tick is not None)
-        await anyio.sleep(0.06)
+        first = lifecycle.loop_monitor.last_tick
+        await eventually(lambda: lifecycle.loop_monitor.last_tick != first)  # a measured tick
         assert lifecycle.liveness().ok
         time.sleep(0.4)  # deliberately block the event loop, as a sync call in a handler would
         result = lifecycle.liveness()

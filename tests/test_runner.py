@@ -191,3 +191,41 @@ async def test_run_check_polls_on_its_interval_until_cancelled() -> None:
     count = len(calls)
     await anyio.sleep(0.1)
     assert len(calls) == count, "a cancelled runner must not run the check again"
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "flips"),
+    [
+        # A first run that fails is reported (with its error), even though nothing flipped.
+        ([False, False, True, True], [(False, "RuntimeError: down"), (True, None)]),
+        # A first run that succeeds, below the success threshold, is not a failure to report.
+        ([True, True, True], [(True, None)]),
+        ([True, False, True, True], [(False, "RuntimeError: down"), (True, None)]),
+    ],
+)
+async def test_run_check_reports_flips_and_a_failed_first_run_only(
+    outcomes: list[bool], flips: list[tuple[bool, str | None]]
+) -> None:
+    results = iter(outcomes)
+    done = anyio.Event()
+
+    async def check() -> None:
+        ok = next(results, None)
+        if ok is None:
+            done.set()
+            await anyio.sleep_forever()
+        if not ok:
+            raise RuntimeError("down")
+
+    seen: list[tuple[bool, str | None]] = []
+
+    def record(flipped: CheckState) -> None:
+        seen.append((flipped.passing, flipped.error))
+
+    state = state_of(check, interval=0.01, timeout=0.01, jitter=0.0, success_threshold=2)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_check, state, random.Random(1), record)
+        with anyio.fail_after(5):
+            await done.wait()
+        tg.cancel_scope.cancel()
+    assert seen == flips

@@ -1,6 +1,6 @@
 """An orders service: FastAPI, PostgreSQL and Redis, with gracekit's probes on a management port.
 
-Run it with:  uvicorn app:app --app-dir examples/orders   (see README.md in this folder)
+Run it with:  uvicorn app:app --app-dir examples/orders --lifespan on   (see README.md)
 
 Settings come from the environment, read once in :meth:`Settings.from_env`:
   ORDERS_DATABASE_URL       asyncpg DSN      (default postgresql://postgres@127.0.0.1:5432/test)
@@ -15,6 +15,10 @@ On the app's port (8000), the only one the Service exposes:
 
 Every request has a 10 s deadline (REQUEST_DEADLINE): past it the client gets a 504.
 
+PostgreSQL and Redis may be down when the service starts: it starts all the same, answers
+readiness 503, and becomes ready once both answer again (the startup task creates the table and
+warms the cache, retrying every STARTUP_RETRY seconds until it can).
+
 On the management port (9001), for the kubelet and Prometheus only (gracekit serves it):
   GET  /health/startup, /health/live, /health/ready, /health/ready/NAME   the probes; their
                         ``?verbose`` reports include error texts (the port is not public)
@@ -26,6 +30,7 @@ In a container it runs as ``gracekit run app:app --host 0.0.0.0 --port 8000`` (s
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -39,6 +44,8 @@ from fastapi import FastAPI, HTTPException, Path
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gracekit import DrainMiddleware, Lifecycle, Management
 from gracekit.checks import postgres_check, redis_check
@@ -62,6 +69,19 @@ REQUEST_DEADLINE = 10.0
 #: How long shutdown waits for borrowed connections to come back before cutting them; the
 #: shutdown hook that closes the pool is bounded a second later, so it never times out.
 POOL_CLOSE_TIMEOUT = 4.0
+#: Seconds between two attempts of the startup work while PostgreSQL or Redis is down.
+STARTUP_RETRY = 1.0
+#: What a dependency that is down (or starting, or restarting) raises: worth another attempt.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+logger = logging.getLogger("orders")
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS orders_example (
@@ -138,15 +158,14 @@ class Store:
 
     @asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
-        """Open the pool and the table; close the pool (unless the shutdown hook did) and the
-        Redis client at shutdown."""
+        """Create the pool; close it (unless the shutdown hook did) and the Redis client at
+        shutdown. Nothing connects here: with min_size=0 the pool connects on first use, so
+        the service starts (unready) while PostgreSQL is down, instead of exiting."""
         try:
-            pool = await asyncpg.create_pool(
-                self._database_url, min_size=1, max_size=10, timeout=5.0, command_timeout=5.0
+            self.pool = await asyncpg.create_pool(
+                self._database_url, min_size=0, max_size=10, timeout=5.0, command_timeout=5.0
             )
-            self.pool = pool
             try:
-                await _create_table(pool)
                 yield
             finally:
                 await self.close_pool()
@@ -163,9 +182,28 @@ class Store:
         if scope.cancelled_caught:
             pool.terminate()
 
-    async def warm_cache(self) -> None:
-        count = await self.require_pool().fetchval("SELECT count(*) FROM orders_example")
+    async def prepare(self) -> None:
+        """The startup work: the table if it is missing, and the cached count of orders."""
+        pool = self.require_pool()
+        await _create_table(pool)
+        count = await pool.fetchval("SELECT count(*) FROM orders_example")
         await self.redis.set(COUNT_KEY, count)
+
+    async def prepare_when_available(self) -> None:
+        """:meth:`prepare`, attempted until PostgreSQL and Redis both answer. The startup
+        probe's budget, not this loop, decides when a pod that cannot start is restarted."""
+        said = ""
+        while True:
+            try:
+                await self.prepare()
+            except UNAVAILABLE as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if error != said:  # once per cause, not once per attempt
+                    logger.warning("startup work waits for PostgreSQL and Redis: %s", error)
+                    said = error
+                await anyio.sleep(STARTUP_RETRY)
+            else:
+                return
 
     async def create(self, order: NewOrder) -> Order:
         row = await self.require_pool().fetchrow(
@@ -204,10 +242,11 @@ def create_lifecycle(store: Store) -> Lifecycle:
     cache_warm = lifecycle.gate("cache-warm")
 
     async def warm_cache() -> None:
-        await store.warm_cache()
+        await store.prepare_when_available()
         cache_warm.open()
 
-    lifecycle.startup_task(warm_cache, timeout=10.0)
+    # No timeout: while a dependency is down the task keeps trying and the pod stays unready.
+    lifecycle.startup_task(warm_cache)
     # Closing the pool is a shutdown hook, so the grace period counts its bound (gracekit
     # does not bound the app's own lifespan, which closes it only if the hook did not run).
     lifecycle.on_shutdown(store.close_pool, name="close-pool", timeout=POOL_CLOSE_TIMEOUT + 1)

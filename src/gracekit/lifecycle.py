@@ -33,6 +33,7 @@ from .probes.looplag import LoopMonitor
 from .probes.runner import CheckState, CheckStatus, run_check
 from .probes.transitions import ReadinessWatcher, check_flipped
 from .probes.verdicts import liveness_verdict, readiness_verdict, startup_verdict
+from .server.logs import follow_server_logging
 from .server.management import Management, serve_management
 from .server.signals import attach as attach_signals
 
@@ -550,6 +551,7 @@ class Lifecycle:
 
         @asynccontextmanager
         async def combined(app: Any) -> AsyncIterator[Any]:
+            follow_server_logging()
             # The management port opens first and closes last: it answers the startup probe
             # while the app's own lifespan starts, and the kubelet until the very end.
             async with self._management():

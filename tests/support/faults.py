@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -32,6 +32,13 @@ def proxy_to(url: str) -> FaultProxy:
     if parts.hostname is None or parts.port is None:
         raise ValueError(f"{url!r} needs an explicit host and port")
     return FaultProxy(parts.hostname, parts.port).start()
+
+
+def through(url: str, proxy: FaultProxy) -> str:
+    """*url* with the proxy's address in place of the server's (credentials kept)."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}{proxy.host}:{proxy.port}"))
 
 
 async def run(state: CheckState) -> CheckStatus:

@@ -2,10 +2,12 @@
 
 ::
 
+    from starlette.routing import Route
+
     from gracekit.metrics import Metrics, MetricsApp
 
     metrics = Metrics(lifecycle)
-    app.add_route("/metrics", MetricsApp(metrics))   # a route: a mount would redirect
+    app.routes.append(Route("/metrics", MetricsApp(metrics)))  # a route: a mount would redirect
 
 ``DrainMiddleware`` then counts every request by method, route template and status
 (``http_requests_total``, ``http_request_duration_seconds``), and the lifecycle's events keep

@@ -21,7 +21,7 @@ _UNAUTHORIZED = plain(401, "unauthorized", (b"www-authenticate", b'Bearer realm=
 class MetricsApp:
     """Serves the metrics in Prometheus' text format, at the route Prometheus scrapes::
 
-        app.add_route("/metrics", MetricsApp(metrics))
+        app.routes.append(Route("/metrics", MetricsApp(metrics)))
 
     With *token*, only requests with ``Authorization: Bearer <token>`` get them (Prometheus'
     ``authorization`` scrape setting sends it); the management port serves them without one.

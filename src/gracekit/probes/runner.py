@@ -182,16 +182,20 @@ async def run_check(
 ) -> None:
     """Run the check forever on its (jittered) interval; cancel the caller to stop it.
 
-    *on_flip* is called once each time the check starts or stops passing (and after a first
-    run that fails): not on every run.
+    *on_flip* is called once each time the check starts or stops passing, and at the first
+    failed run of a check that has not passed yet: not on every run, and not for a first
+    success that the success threshold keeps from counting yet.
     """
     check = state.check
+    reported = False  # whether on_flip was called yet
     await anyio.sleep(jittered(check.initial_delay, check.jitter, rng))
     while True:
         started = anyio.current_time()
         was_passing = state.passing
         await run_once(state)
-        if state.passing != was_passing or (state.runs == 1 and not state.passing):
+        failed_first = not reported and state.consecutive_failures > 0
+        if state.passing != was_passing or failed_first:
+            reported = True
             on_flip(state)
         if check.probes == STARTUP_ONLY and state.ever_passed:
             return

@@ -175,7 +175,7 @@ def register(commands: Any) -> None:
         description=(
             "Roll out the bundled example app twice with the same load and propagation delay: "
             "once under plain uvicorn, once under gracekit run; print the two reports side by "
-            "side and write a chart. Takes about a minute."
+            "side and write a chart. Takes about 25 seconds."
         ),
     )
     demo.add_argument("--proxy", choices=("l7", "l4"), default="l7")

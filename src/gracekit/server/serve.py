@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -12,13 +11,6 @@ from .signals import lifecycle_of
 __all__ = ["serve"]
 
 logger = logging.getLogger("gracekit")
-
-
-def _log_config(uvicorn: Any) -> dict[str, Any]:
-    """uvicorn's logging configuration, with gracekit's logger printed like uvicorn's own."""
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"]["gracekit"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return dict(config)
 
 
 def serve(app: Any, **uvicorn_options: Any) -> int:
@@ -36,7 +28,6 @@ def serve(app: Any, **uvicorn_options: Any) -> int:
         ImportError: uvicorn is not installed (``pip install 'gracekit[uvicorn]'``).
     """
     uvicorn = require("uvicorn", extra="uvicorn", feature="gracekit.serve")
-    uvicorn_options.setdefault("log_config", _log_config(uvicorn))
     if uvicorn_options.get("reload") or (uvicorn_options.get("workers") or 1) > 1:
         if not isinstance(app, str):
             raise ValueError("reload and workers need the app as an import string, 'module:app'")
