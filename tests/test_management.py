@@ -27,6 +27,7 @@ pytestmark = pytest.mark.anyio
 
 SECRET = "password=hunter2-fake"  # what a failing check's error must never leak
 TOKEN = "the-right-token"
+BEARER = f"Bearer {TOKEN}"
 
 
 class Service:
@@ -258,7 +259,7 @@ async def test_error_details_need_the_token_on_the_app(
     options: dict[str, Any] = {"details": details}
     if details == "token":
         options["token"] = TOKEN
-    service = Service(here(details=False), **options)
+    service = Service(here(details="never"), **options)
     headers = [(b"authorization", f"Bearer {TOKEN}".encode())] if token == "presented" else []
     async with service.running() as base:
         await eventually(lambda: service.lifecycle.checks["db"].runs > 0)
@@ -275,12 +276,23 @@ async def test_error_details_need_the_token_on_the_app(
     assert not any(SECRET.encode() in body for body in management), "details=False"
 
 
-async def test_the_management_port_shows_details_when_configured_to() -> None:
-    service = Service(here())
+@pytest.mark.parametrize(
+    ("options", "headers", "shown"),
+    [
+        ({}, [], False),  # the same default as on the app: never
+        ({"details": "always"}, [], True),
+        ({"details": "token", "details_token": TOKEN}, [], False),
+        ({"details": "token", "details_token": TOKEN}, [("authorization", BEARER)], True),
+    ],
+)
+async def test_details_on_the_management_port_follow_the_apps_rule(
+    options: dict[str, Any], headers: list[tuple[str, str]], shown: bool
+) -> None:
+    service = Service(here(**options))
     async with service.running() as base, httpx.AsyncClient(base_url=base) as http:
         await eventually(lambda: service.lifecycle.checks["db"].runs > 0)
-        verbose = await http.get("/health/ready/db?verbose")
-    assert SECRET in verbose.text
+        verbose = await http.get("/health/ready/db?verbose", headers=headers)
+    assert (SECRET in verbose.text) is shown
 
 
 MALFORMED = [
@@ -317,26 +329,28 @@ async def test_malformed_http_gets_a_4xx_never_a_5xx(request_bytes: bytes) -> No
 
 
 async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gracekit.server import http11
+    from gracekit.server import management_server
 
-    monkeypatch.setattr(http11, "REQUEST_TIMEOUT", 0.5)
-    monkeypatch.setattr(http11, "IDLE_TIMEOUT", 0.3)
+    monkeypatch.setattr(management_server, "HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(management_server, "IDLE_TIMEOUT", 0.3)
     service = Service(here())
     async with service.running():
         port = service.lifecycle.management_port
         assert port is not None
         slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
         slow.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # never finished
+        silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)  # says nothing
         idle_reader, idle = await asyncio.open_connection("127.0.0.1", port)
         idle.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive after
         started = anyio.current_time()
         with anyio.fail_after(5):
             assert await slow_reader.read(-1) == b"", "closed without an answer"
+            assert await silent_reader.read(-1) == b"", "closed without an answer"
             answer = await idle_reader.read(-1)
         assert answer.startswith(b"HTTP/1.1 200"), "answered, then closed once idle"
         assert anyio.current_time() - started >= 0.3
-        slow.close()
-        idle.close()
+        for writer in (slow, silent, idle):
+            writer.close()
 
 
 async def test_a_flood_leaves_readiness_answering() -> None:
@@ -373,9 +387,9 @@ def test_bad_management_settings_are_refused() -> None:
         Management.from_env({"GRACEKIT_MANAGEMENT_PORT": "http"})
     assert Management.from_env({"GRACEKIT_MANAGEMENT_PORT": "9001"}) == Management(port=9001)
     assert Management.from_env({}) is None
-    base = Management(port=9000, details=False)
+    base = Management(port=9000, details="never")
     assert Management.from_env({"GRACEKIT_MANAGEMENT_PORT": "9002"}, base=base) == Management(
-        port=9002, details=False
+        port=9002, details="never"
     )
     with pytest.raises(TypeError, match="must be a Management"):
         Lifecycle(management=9000)  # type: ignore[arg-type]

@@ -111,10 +111,11 @@ def _management(info: AppInfo, options: ManifestOptions) -> Management | None:
         raise InputError(
             f"{app}'s management port is the server's port {options.port}: give each its own"
         )
-    if management.host not in ANY_HOST:
+    if management.host is not None and management.host not in ANY_HOST:
         raise InputError(
             f"{app}'s management port listens on {management.host}, which the kubelet cannot "
-            'reach: Management(host="0.0.0.0") (the default)'
+            "reach: leave Management(host=...) unset (it follows the server's --host "
+            '0.0.0.0), or Management(host="0.0.0.0")'
         )
     return management
 
