@@ -6,8 +6,10 @@ and writing waits while the client does not read (its answers cannot pile up in 
 uvicorn leaves to whoever runs it in front, this module adds in a subclass of its h11 protocol:
 
 - a connection budget that keeps room for the kubelet: when it is full, a new connection closes
-  the oldest one that is doing nothing (idle, then still sending its head, then not reading its
-  answer); a connection whose request is being answered is never closed for room;
+  the one that has made no progress for longest (opened, or sent its last request, longest
+  ago: an idle one, one still sending its head, one not reading its answer); a connection whose
+  request is being answered is never closed for room, and the kubelet's, which sends its
+  request at once, is the newest;
 - a head timeout: a request's line and headers must be whole within :data:`HEAD_TIMEOUT`
   seconds of the connection opening or of their first byte (uvicorn has none: a client sending
   a byte a second would hold its connection for ever);
@@ -81,7 +83,8 @@ def _quiet_uvicorn(on: bool) -> None:
 
 
 class _Budget:
-    """The connections of one server, oldest first, and the room kept for new ones."""
+    """The connections of one server, in the order they last made progress (opened, or sent
+    a whole request head), and the room kept for new ones."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -90,7 +93,7 @@ class _Budget:
     def admit(self, connection: _GuardedProtocol) -> bool:
         """Take *connection* in, closing a spare one when full; False: no room for it."""
         if len(self.open) >= self.limit:
-            victim = self._spare()
+            victim = next((c for c in self.open if c.spare()), None)
             if victim is None:
                 return False
             self.release(victim)
@@ -98,20 +101,13 @@ class _Budget:
         self.open[connection] = None
         return True
 
+    def progressed(self, connection: _GuardedProtocol) -> None:
+        """*connection* sent a request: it is the last to be closed for room."""
+        if self.open.pop(connection, 0) is None:
+            self.open[connection] = None
+
     def release(self, connection: _GuardedProtocol) -> None:
         self.open.pop(connection, None)
-
-    def _spare(self) -> _GuardedProtocol | None:
-        """The connection to close for room: the oldest of the least useful kind."""
-        best: _GuardedProtocol | None = None
-        best_rank = 3
-        for connection in self.open:
-            rank = connection.spare_rank()
-            if rank == 0:
-                return connection
-            if rank is not None and rank < best_rank:
-                best, best_rank = connection, rank
-        return best
 
 
 class _GuardedProtocol(H11Protocol):
@@ -123,7 +119,6 @@ class _GuardedProtocol(H11Protocol):
         self._budget = budget
         self._head_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
-        self._head_started = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -133,16 +128,17 @@ class _GuardedProtocol(H11Protocol):
         self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
+        waiting = self.conn.their_state is h11.IDLE
         super().data_received(data)
         if self.conn.their_state is h11.IDLE:
             # Part of a head: it has HEAD_TIMEOUT to be whole (from the connection's start if
             # it is the first, from its first byte if it follows a kept-alive answer).
-            self._head_started = bool(data)
             if self._head_timer is None and not self.transport.is_closing():
                 self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_too_slow)
         else:
-            self._head_started = False
             self._cancel("_head_timer")
+            if waiting:  # a whole head arrived
+                self._budget.progressed(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._budget.release(self)
@@ -175,14 +171,9 @@ class _GuardedProtocol(H11Protocol):
             pass  # an answer had begun: only the close is left
         self.transport.close()
 
-    def spare_rank(self) -> int | None:
-        """How little closing this connection costs: 0 idle, 1 sending its head, 2 not
-        reading its answer; None while its request is being answered."""
-        if self._write_timer is not None:
-            return 2
-        if self.conn.our_state in _ANSWERING:
-            return None
-        return 1 if self._head_started else 0
+    def spare(self) -> bool:
+        """True unless its request is being answered (and the client reads the answer)."""
+        return self._write_timer is not None or self.conn.our_state not in _ANSWERING
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
