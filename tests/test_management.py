@@ -19,7 +19,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from gracekit import DrainMiddleware, Lifecycle, Management, Phase, ProbeApp, ShutdownTiming
+from gracekit.drain.prestop import PreStop
 from gracekit.metrics import Metrics
+from gracekit.server.management import ManagementApp
 from tests.support.asgi import call, eventually, lifespan
 from tests.support.flood import flood
 
@@ -398,3 +400,86 @@ def test_bad_management_settings_are_refused() -> None:
         Management(port=1, prestop_header="X-Token")
     with pytest.raises(ValueError, match="non-empty"):
         Management(port=1, prestop_token=" ")
+
+
+async def test_prestop_off_loopback_needs_a_token_or_the_explicit_opt_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gracekit")
+    lifecycle = Lifecycle()
+    reachable = ManagementApp(lifecycle, Management(port=9001), host="0.0.0.0")
+    assert reachable.prestop_closed is not None
+    for headers in ([], [(b"authorization", b"Bearer anything")]):
+        answer = await call(reachable, "/health/prestop", headers=headers)
+        assert answer.status == 403
+        assert answer.headers[b"cache-control"] == b"no-store"
+    assert lifecycle.shutdown_report.source is None, "nothing changed"
+    assert "GRACEKIT_PRESTOP_TOKEN" in caplog.text
+    assert ManagementApp(lifecycle, Management(port=1), host="::1").prestop_closed is None
+    opted = Management(port=1, unauthenticated_prestop=True)
+    assert ManagementApp(lifecycle, opted, host="0.0.0.0").prestop_closed is None
+    tokened = Management(port=1, prestop_token=TOKEN)
+    assert ManagementApp(lifecycle, tokened, host="10.1.2.3").prestop_closed is None
+    with pytest.raises(ValueError, match="contradict"):
+        Management(port=1, prestop_token=TOKEN, unauthenticated_prestop=True)
+
+
+def test_a_token_with_whitespace_around_it_is_refused_at_startup() -> None:
+    for token in (f"{TOKEN}\n", f" {TOKEN}", f"{TOKEN}\r\n"):
+        with pytest.raises(ValueError, match="whitespace around it"):
+            Management(port=1, prestop_token=token)
+        environ = {"GRACEKIT_MANAGEMENT_PORT": "9001", "GRACEKIT_PRESTOP_TOKEN": token}
+        with pytest.raises(ValueError, match=r"GRACEKIT_PRESTOP_TOKEN: .*whitespace around it"):
+            Management.from_env(environ)
+        with pytest.raises(ValueError, match="whitespace around it"):
+            ProbeApp(Lifecycle(), prestop=True, prestop_token=token)
+    with pytest.raises(ValueError, match="control characters"):
+        Management(port=1, prestop_token="a\x00b")
+    env = {"GRACEKIT_MANAGEMENT_PORT": "9001", "GRACEKIT_MANAGEMENT_HOST": "::1"}
+    assert Management.from_env({**env, "GRACEKIT_PRESTOP_TOKEN": TOKEN}) == Management(
+        port=9001, host="::1", prestop_token=TOKEN
+    )
+
+
+async def test_prestop_calls_are_logged_with_the_socket_peer_and_throttled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gracekit")
+    service = Service(here(prestop_token=TOKEN))
+    async with service.running() as base, httpx.AsyncClient(base_url=base) as http:
+        for n in range(600):  # a caller posing as 600 others
+            await http.get("/health/prestop", headers={"x-forwarded-for": f"10.9.{n}.1"})
+        assert service.lifecycle.shutdown_report.source is None
+        accepted = await http.get("/health/prestop", headers={"authorization": BEARER})
+        assert accepted.status_code == 200
+    lines = [r.getMessage() for r in caplog.records if "preStop call" in r.getMessage()]
+    assert lines == [
+        "preStop call refused from 127.0.0.1: no token (nothing changed)",
+        "preStop call accepted from 127.0.0.1: shutting down",
+    ]
+
+
+async def test_a_forwarded_client_cannot_flood_the_log_of_the_apps_prestop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # On the app's port uvicorn's proxy headers may set the client from X-Forwarded-For: the
+    # lines are capped in all, and the caller's text is kept to address characters.
+    caplog.set_level(logging.WARNING, logger="gracekit")
+    prestop = PreStop(Lifecycle(), token=TOKEN)
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    for n in range(600):
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "headers": [(b"authorization", b"Bearer wrong")],
+            "client": (f"10.9.{n}.1\nforged line", 1),
+        }
+        await prestop(scope, send)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [403] * 600
+    lines = [r.getMessage() for r in caplog.records if "preStop call" in r.getMessage()]
+    assert len(lines) == 10
+    assert not any("\n" in line for line in lines)

@@ -107,8 +107,8 @@ def _peer(scope: Scope) -> str:
 class PreStop:
     """Serves the preStop hook for a lifecycle.
 
-    Every call is logged with the caller's address (once per address a minute, and at most
-    ten lines a minute in all), never with what it presented.
+    Every call is logged with the caller's address (accepted and refused calls once per
+    address a minute each, at most ten lines a minute in all), never with what it presented.
 
     Parameters:
         lifecycle: the lifecycle to shut down.
@@ -194,7 +194,7 @@ class PreStop:
 
     def _log(self, scope: Scope, outcome: str, why: str) -> None:
         peer = _peer(scope)
-        if not self._throttle.allow(peer, time.monotonic()):
+        if not self._throttle.allow(f"{outcome} {peer}", time.monotonic()):
             return
         unlogged, self._throttle.unlogged = self._throttle.unlogged, 0
         more = f" ({unlogged} more calls not logged)" if unlogged else ""

@@ -47,7 +47,9 @@ def bind(host: str, port: int) -> socket.socket:
         OSError: the port is in use or not allowed, with a message naming it.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and without
+    # it an answer's body waits for the client's delayed ACK of its head (40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         # Rebinding a port whose last connections are in TIME_WAIT (a restart); unlike
         # SO_REUSEPORT this never lets two live listeners share it.
