@@ -19,6 +19,7 @@ from tests.support.server import EXAMPLES, ROOT
 ORDERS = EXAMPLES / "orders"
 K8S = ORDERS / "k8s"
 FILES = sorted(K8S.glob("*.yaml"))
+PRESTOP_TOKEN = "orders-prestop-change-me"
 CORE_KINDS = {"Deployment", "Service", "PodDisruptionBudget"}
 
 
@@ -66,7 +67,13 @@ def test_the_probes_and_the_hook_use_the_management_port_which_no_service_expose
     for field in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert CONTAINER[field]["httpGet"]["port"] == "management", field
     hook = CONTAINER["lifecycle"]["preStop"]["httpGet"]
-    assert hook == {"path": "/health/prestop", "port": "management"}, "no token there"
+    assert hook == {
+        "path": "/health/prestop",
+        "port": "management",
+        "httpHeaders": [{"name": "Authorization", "value": f"Bearer {PRESTOP_TOKEN}"}],
+    }, "the management port binds 0.0.0.0: the hook sends the app's token"
+    token_env = {e["name"]: e for e in CONTAINER["env"]}["GRACEKIT_PRESTOP_TOKEN"]
+    assert token_env["valueFrom"]["secretKeyRef"] == {"name": "orders", "key": "prestop-token"}
     annotations = DEPLOYMENT["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(PORTS["management"])
     # Out of the sidecar's reach: the kubelet's hook is not rewritten, and would meet mTLS.
@@ -119,7 +126,9 @@ def test_doctor_finds_nothing_and_reads_the_services_and_the_containers_env() ->
 
 
 def test_the_deployment_has_what_gracekit_manifest_computes() -> None:
-    done = gracekit("manifest", "app:app", "--name", "orders", "--all")
+    done = gracekit(
+        "manifest", "app:app", "--name", "orders", "--all", "--prestop-token", PRESTOP_TOKEN
+    )
     assert done.returncode == 0, done.stderr
     computed, service, _ = load_all(done.stdout, source="manifest")
     spec = computed["spec"]["template"]["spec"]

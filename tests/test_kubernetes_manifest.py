@@ -174,9 +174,15 @@ def test_probes_and_the_hook_on_the_management_port() -> None:
     for probe, path in (("startupProbe", "startup"), ("livenessProbe", "live"),
                         ("readinessProbe", "ready")):  # fmt: skip
         assert spec[probe]["httpGet"] == {"path": f"/health/{path}", "port": "management"}
-    # No token: no Service exposes the port, and the code asks for none.
-    assert spec["lifecycle"]["preStop"] == {
-        "httpGet": {"path": "/health/prestop", "port": "management"}
+    # The port follows --host 0.0.0.0, which every pod reaches: the hook sends a token made
+    # up here, which the container's env gives the app.
+    hook = spec["lifecycle"]["preStop"]["httpGet"]
+    token = env(documents)["GRACEKIT_PRESTOP_TOKEN"]
+    assert len(token) >= 32
+    assert hook == {
+        "path": "/health/prestop",
+        "port": "management",
+        "httpHeaders": [{"name": "Authorization", "value": f"Bearer {token}"}],
     }
     assert "GRACEKIT_MANAGEMENT_PORT" not in env(documents), "the code's port needs no variable"
     service = documents[1]["spec"]
@@ -280,13 +286,14 @@ def test_the_command_line_prints_yaml_with_the_arithmetic(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("gracekit manifest: k8s_app:app's preStop endpoint needs a token")
-    # With a management port, the hook goes there and needs none.
-    assert main([*args, "--management-port", "9001"]) == 0
+    # With a management port, the hook goes there, with the token given for both.
+    assert main([*args, "--management-port", "9001", "--prestop-token", TOKEN]) == 0
     managed = load_all(capsys.readouterr().out, source="stdout")
-    assert container(managed)["lifecycle"]["preStop"] == {
-        "httpGet": {"path": "/health/prestop", "port": "management"}
-    }
+    assert container(managed)["lifecycle"]["preStop"]["httpGet"]["httpHeaders"] == [
+        {"name": "Authorization", "value": f"Bearer {TOKEN}"}
+    ]
     assert env(managed)["GRACEKIT_MANAGEMENT_PORT"] == "9001"
+    assert env(managed)["GRACEKIT_PRESTOP_TOKEN"] == TOKEN
 
 
 def test_a_missing_app_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

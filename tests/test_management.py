@@ -19,7 +19,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from gracekit import DrainMiddleware, Lifecycle, Management, Phase, ProbeApp, ShutdownTiming
+from gracekit.drain.prestop import PreStop
 from gracekit.metrics import Metrics
+from gracekit.server.management import ManagementApp
 from tests.support.asgi import call, eventually, lifespan
 from tests.support.flood import flood
 
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.anyio
 
 SECRET = "password=hunter2-fake"  # what a failing check's error must never leak
 TOKEN = "the-right-token"
+BEARER = f"Bearer {TOKEN}"
 
 
 class Service:
@@ -258,7 +261,7 @@ async def test_error_details_need_the_token_on_the_app(
     options: dict[str, Any] = {"details": details}
     if details == "token":
         options["token"] = TOKEN
-    service = Service(here(details=False), **options)
+    service = Service(here(details="never"), **options)
     headers = [(b"authorization", f"Bearer {TOKEN}".encode())] if token == "presented" else []
     async with service.running() as base:
         await eventually(lambda: service.lifecycle.checks["db"].runs > 0)
@@ -275,12 +278,23 @@ async def test_error_details_need_the_token_on_the_app(
     assert not any(SECRET.encode() in body for body in management), "details=False"
 
 
-async def test_the_management_port_shows_details_when_configured_to() -> None:
-    service = Service(here())
+@pytest.mark.parametrize(
+    ("options", "headers", "shown"),
+    [
+        ({}, [], False),  # the same default as on the app: never
+        ({"details": "always"}, [], True),
+        ({"details": "token", "details_token": TOKEN}, [], False),
+        ({"details": "token", "details_token": TOKEN}, [("authorization", BEARER)], True),
+    ],
+)
+async def test_details_on_the_management_port_follow_the_apps_rule(
+    options: dict[str, Any], headers: list[tuple[str, str]], shown: bool
+) -> None:
+    service = Service(here(**options))
     async with service.running() as base, httpx.AsyncClient(base_url=base) as http:
         await eventually(lambda: service.lifecycle.checks["db"].runs > 0)
-        verbose = await http.get("/health/ready/db?verbose")
-    assert SECRET in verbose.text
+        verbose = await http.get("/health/ready/db?verbose", headers=headers)
+    assert (SECRET in verbose.text) is shown
 
 
 MALFORMED = [
@@ -317,26 +331,28 @@ async def test_malformed_http_gets_a_4xx_never_a_5xx(request_bytes: bytes) -> No
 
 
 async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gracekit.server import http11
+    from gracekit.server import management_server
 
-    monkeypatch.setattr(http11, "REQUEST_TIMEOUT", 0.5)
-    monkeypatch.setattr(http11, "IDLE_TIMEOUT", 0.3)
+    monkeypatch.setattr(management_server, "HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(management_server, "IDLE_TIMEOUT", 0.3)
     service = Service(here())
     async with service.running():
         port = service.lifecycle.management_port
         assert port is not None
         slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
         slow.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # never finished
+        silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)  # says nothing
         idle_reader, idle = await asyncio.open_connection("127.0.0.1", port)
         idle.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive after
         started = anyio.current_time()
         with anyio.fail_after(5):
             assert await slow_reader.read(-1) == b"", "closed without an answer"
+            assert await silent_reader.read(-1) == b"", "closed without an answer"
             answer = await idle_reader.read(-1)
         assert answer.startswith(b"HTTP/1.1 200"), "answered, then closed once idle"
         assert anyio.current_time() - started >= 0.3
-        slow.close()
-        idle.close()
+        for writer in (slow, silent, idle):
+            writer.close()
 
 
 async def test_a_flood_leaves_readiness_answering() -> None:
@@ -373,9 +389,9 @@ def test_bad_management_settings_are_refused() -> None:
         Management.from_env({"GRACEKIT_MANAGEMENT_PORT": "http"})
     assert Management.from_env({"GRACEKIT_MANAGEMENT_PORT": "9001"}) == Management(port=9001)
     assert Management.from_env({}) is None
-    base = Management(port=9000, details=False)
+    base = Management(port=9000, details="never")
     assert Management.from_env({"GRACEKIT_MANAGEMENT_PORT": "9002"}, base=base) == Management(
-        port=9002, details=False
+        port=9002, details="never"
     )
     with pytest.raises(TypeError, match="must be a Management"):
         Lifecycle(management=9000)  # type: ignore[arg-type]
@@ -384,3 +400,86 @@ def test_bad_management_settings_are_refused() -> None:
         Management(port=1, prestop_header="X-Token")
     with pytest.raises(ValueError, match="non-empty"):
         Management(port=1, prestop_token=" ")
+
+
+async def test_prestop_off_loopback_needs_a_token_or_the_explicit_opt_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gracekit")
+    lifecycle = Lifecycle()
+    reachable = ManagementApp(lifecycle, Management(port=9001), host="0.0.0.0")
+    assert reachable.prestop_closed is not None
+    for headers in ([], [(b"authorization", b"Bearer anything")]):
+        answer = await call(reachable, "/health/prestop", headers=headers)
+        assert answer.status == 403
+        assert answer.headers[b"cache-control"] == b"no-store"
+    assert lifecycle.shutdown_report.source is None, "nothing changed"
+    assert "GRACEKIT_PRESTOP_TOKEN" in caplog.text
+    assert ManagementApp(lifecycle, Management(port=1), host="::1").prestop_closed is None
+    opted = Management(port=1, unauthenticated_prestop=True)
+    assert ManagementApp(lifecycle, opted, host="0.0.0.0").prestop_closed is None
+    tokened = Management(port=1, prestop_token=TOKEN)
+    assert ManagementApp(lifecycle, tokened, host="10.1.2.3").prestop_closed is None
+    with pytest.raises(ValueError, match="contradict"):
+        Management(port=1, prestop_token=TOKEN, unauthenticated_prestop=True)
+
+
+def test_a_token_with_whitespace_around_it_is_refused_at_startup() -> None:
+    for token in (f"{TOKEN}\n", f" {TOKEN}", f"{TOKEN}\r\n"):
+        with pytest.raises(ValueError, match="whitespace around it"):
+            Management(port=1, prestop_token=token)
+        environ = {"GRACEKIT_MANAGEMENT_PORT": "9001", "GRACEKIT_PRESTOP_TOKEN": token}
+        with pytest.raises(ValueError, match=r"GRACEKIT_PRESTOP_TOKEN: .*whitespace around it"):
+            Management.from_env(environ)
+        with pytest.raises(ValueError, match="whitespace around it"):
+            ProbeApp(Lifecycle(), prestop=True, prestop_token=token)
+    with pytest.raises(ValueError, match="control characters"):
+        Management(port=1, prestop_token="a\x00b")
+    env = {"GRACEKIT_MANAGEMENT_PORT": "9001", "GRACEKIT_MANAGEMENT_HOST": "::1"}
+    assert Management.from_env({**env, "GRACEKIT_PRESTOP_TOKEN": TOKEN}) == Management(
+        port=9001, host="::1", prestop_token=TOKEN
+    )
+
+
+async def test_prestop_calls_are_logged_with_the_socket_peer_and_throttled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gracekit")
+    service = Service(here(prestop_token=TOKEN))
+    async with service.running() as base, httpx.AsyncClient(base_url=base) as http:
+        for n in range(600):  # a caller posing as 600 others
+            await http.get("/health/prestop", headers={"x-forwarded-for": f"10.9.{n}.1"})
+        assert service.lifecycle.shutdown_report.source is None
+        accepted = await http.get("/health/prestop", headers={"authorization": BEARER})
+        assert accepted.status_code == 200
+    lines = [r.getMessage() for r in caplog.records if "preStop call" in r.getMessage()]
+    assert lines == [
+        "preStop call refused from 127.0.0.1: no token (nothing changed)",
+        "preStop call accepted from 127.0.0.1: shutting down",
+    ]
+
+
+async def test_a_forwarded_client_cannot_flood_the_log_of_the_apps_prestop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # On the app's port uvicorn's proxy headers may set the client from X-Forwarded-For: the
+    # lines are capped in all, and the caller's text is kept to address characters.
+    caplog.set_level(logging.WARNING, logger="gracekit")
+    prestop = PreStop(Lifecycle(), token=TOKEN)
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    for n in range(600):
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "headers": [(b"authorization", b"Bearer wrong")],
+            "client": (f"10.9.{n}.1\nforged line", 1),
+        }
+        await prestop(scope, send)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [403] * 600
+    lines = [r.getMessage() for r in caplog.records if "preStop call" in r.getMessage()]
+    assert len(lines) == 10
+    assert not any("\n" in line for line in lines)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.flood import flood
-from tests.support.server import TEST_APPS, free_port, run_uvicorn, wait_until
+from tests.support.server import EXAMPLES, TEST_APPS, free_port, run_uvicorn, wait_until
 
 SLACK = 2.0
 
@@ -114,3 +116,51 @@ def test_a_flood_of_probes_leaves_readiness_answering_and_memory_flat() -> None:
         assert max(latencies) < 2.0, max(latencies)
         assert after - before < 5.0, f"RSS {before:.1f} -> {after:.1f} MB"
         assert httpx.get(server.url + "/").text == "hello", "the app kept serving"
+
+
+def _listening_address(port: int) -> str | None:
+    """The local address a socket listening on *port* is bound to, from /proc/net/tcp{,6}."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, _, hex_port = fields[1].rpartition(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # LISTEN
+                return address
+    return None
+
+
+def test_it_binds_where_the_app_binds_and_a_busy_port_fails_startup() -> None:
+    port = free_port()
+    with run_uvicorn(
+        "minimal:app", launcher="gracekit", args=["--management-port", str(port)], ready_port=port
+    ) as server:
+        assert _listening_address(port) == "0100007F", "127.0.0.1, as --host"
+        assert f"management port 127.0.0.1:{port}" in server.log()
+        # A second process asking for the same port is refused, not given half the probes.
+        second = subprocess.run(
+            [sys.executable, "-m", "gracekit", "run", "minimal:app", "--app-dir", str(EXAMPLES),
+             "--port", str(free_port()), "--management-port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode != 0
+        assert f"the management port 127.0.0.1:{port} is in use" in second.stdout + second.stderr
+
+
+def test_gunicorn_workers_share_one_management_socket() -> None:
+    port = free_port()
+    with run_uvicorn(
+        "managed:app",
+        app_dir=TEST_APPS,
+        launcher="gunicorn",
+        args=["--workers", "2", "--no-control-socket"],
+        env={"GRACEKIT_MANAGEMENT_PORT": str(port)},
+        ready_port=port,
+    ) as server:
+        assert wait_until(lambda: server.log().count("Booting worker") >= 2, timeout=20)
+        started = "Application startup complete"
+        assert wait_until(lambda: server.log().count(started) >= 2, timeout=20)
+        assert [httpx.get(f"http://127.0.0.1:{port}/health/live").status_code] * 10 == [200] * 10
+        log = server.log()
+        assert "shared by the workers" in log
+        assert "in use" not in log, log
+        assert "Worker exiting" not in log, log

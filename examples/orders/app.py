@@ -7,6 +7,7 @@ Settings come from the environment, read once in :meth:`Settings.from_env`:
   ORDERS_REDIS_URL          redis URL        (default redis://127.0.0.1:6379/0)
   GRACEKIT_MANAGEMENT_PORT  the management port (default MANAGEMENT_PORT, 9001), read by
                             gracekit when the app starts (``gracekit run --management-port``)
+  GRACEKIT_PRESTOP_TOKEN    the token the preStop hook sends (k8s/deployment.yaml)
 
 On the app's port (8000), the only one the Service exposes:
   POST /orders          {"item": str, "quantity": int > 0} -> 201 with the stored order
@@ -21,8 +22,11 @@ warms the cache, retrying every STARTUP_RETRY seconds until it can).
 
 On the management port (9001), for the kubelet and Prometheus only (gracekit serves it):
   GET  /health/startup, /health/live, /health/ready, /health/ready/NAME   the probes; their
-                        ``?verbose`` reports include error texts (the port is not public)
-  GET  /health/prestop  the preStop hook: starts the graceful shutdown (see k8s/deployment.yaml)
+                        ``?verbose`` reports include error texts (details="always": no
+                        Service exposes the port)
+  GET  /health/prestop  the preStop hook: starts the graceful shutdown (see k8s/deployment.yaml);
+                        it needs the token of GRACEKIT_PRESTOP_TOKEN, since the port listens
+                        on 0.0.0.0 in the pod (it follows the server's --host)
   GET  /metrics         Prometheus metrics: requests by route, the lifecycle
 
 In a container it runs as ``gracekit run app:app --host 0.0.0.0 --port 8000`` (see Dockerfile).
@@ -234,7 +238,7 @@ def create_lifecycle(store: Store) -> Lifecycle:
     # The probes, the metrics and the preStop hook get a port of their own, which no Service
     # exposes: nobody outside the cluster can read the reports or shut a pod down. It runs on
     # the app's event loop, so liveness there still says whether the app's loop keeps up.
-    lifecycle = Lifecycle(management=Management(port=MANAGEMENT_PORT))
+    lifecycle = Lifecycle(management=Management(port=MANAGEMENT_PORT, details="always"))
     # Readiness follows the database: without it no route can answer.
     lifecycle.add_check(postgres_check(lambda: store.pool, interval=2.0, timeout=1.0))
     # The cache is shared by every pod: losing it must not take them all out of rotation.

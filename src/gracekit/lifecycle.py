@@ -572,12 +572,6 @@ class Lifecycle:
             return
         async with serve_management(self, config) as port:
             self.management_port = port
-            logger.info(
-                "management port %s:%d: /health/..., /health/prestop%s",
-                config.host,
-                port,
-                ", /metrics" if "/metrics" in self.management_routes else "",
-            )
             try:
                 yield
             finally:

@@ -19,7 +19,7 @@ from gracekit.metrics import Metrics
 lifecycle = Lifecycle(
     shutdown=ShutdownTiming(delay=float(os.environ.get("SHUTDOWN_DELAY", "1")), drain_timeout=2.0),
     # The port comes from GRACEKIT_MANAGEMENT_PORT; the code sets the rest.
-    management=Management(port=0, host="127.0.0.1"),
+    management=Management(port=0, host="127.0.0.1", details="always"),
 )
 Metrics(lifecycle)
 

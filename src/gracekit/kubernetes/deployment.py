@@ -144,6 +144,16 @@ class Target:
         return mapping(self.doc.obj.get("metadata")).get("namespace")
 
     @property
+    def management_host(self) -> str | None:
+        """Where the management port listens: the code's or the env's host, else the server's
+        (None when the command does not say)."""
+        if self.management is None:
+            return None
+        if self.management.host is not None:
+            return self.management.host
+        return self.command.host if self.command is not None else None
+
+    @property
     def management_port(self) -> int | None:
         """The management port's number, or None (none, or 0: a different one each start)."""
         if self.management is None or self.management.port == 0:

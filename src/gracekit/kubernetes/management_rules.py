@@ -55,14 +55,15 @@ def management_port(target: Target) -> Iterator[Finding]:
             "stalls",
             "give the management port a port of its own (9001, say)",
         )  # fmt: skip
-    if management.host not in ANY_HOST and _lands_on_management(target):
+    host = target.management_host
+    if host is not None and host not in ANY_HOST and _lands_on_management(target):
         yield Finding(
             "listen-host", ERROR, target.path(),
-            f"the management port listens on {management.host}, which only the pod itself "
-            "can reach",
+            f"the management port listens on {host}, which only the pod itself can reach",
             "the kubelet sends the probes and the hook to the pod's IP: they are refused, and "
             "the pod never becomes ready",
-            "Management(host=\"0.0.0.0\") (the default)",
+            "leave Management(host=...) and GRACEKIT_MANAGEMENT_HOST unset and run the server "
+            "with --host 0.0.0.0 (the management port follows it), or give 0.0.0.0",
         )  # fmt: skip
 
 

@@ -10,11 +10,12 @@ its loop-lag threshold, the readiness period and threshold from its checks, and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..drain.timing import ENVIRONMENT_VARIABLES, GRACE_PERIOD_VARIABLE
-from ..server.management import MANAGEMENT_PORT_VARIABLE, Management
+from ..server.management import MANAGEMENT_PORT_VARIABLE, PRESTOP_TOKEN_VARIABLE, Management
 from .appinfo import MANAGEMENT_HEALTH_PATH, AppInfo
 from .container import ANY_HOST
 from .errors import InputError
@@ -51,8 +52,9 @@ class ManifestOptions:
         prestop: ``"http"`` (gracekit's preStop endpoint), ``"sleep"`` (the sleep action,
             Kubernetes 1.30+), ``"exec-sleep"`` (``sleep`` in the image), ``"none"``, or
             ``"auto"``: ``http`` when the app serves the endpoint, else ``none``.
-        prestop_token: the token the HTTP hook sends (on the management port: the code's
-            ``Management.prestop_token`` unless given).
+        prestop_token: the token the HTTP hook sends. On the management port: the code's
+            ``Management.prestop_token`` unless given, else a random one; a token that is not
+            the code's is also set as ``GRACEKIT_PRESTOP_TOKEN`` in the container.
         delay, drain_timeout, hook_timeout: timings to run with instead of the code's; they
             are set as ``GRACEKIT_*`` variables in the container.
         startup_budget: seconds the startup probe allows (default from the startup work).
@@ -111,10 +113,11 @@ def _management(info: AppInfo, options: ManifestOptions) -> Management | None:
         raise InputError(
             f"{app}'s management port is the server's port {options.port}: give each its own"
         )
-    if management.host not in ANY_HOST:
+    if management.host is not None and management.host not in ANY_HOST:
         raise InputError(
             f"{app}'s management port listens on {management.host}, which the kubelet cannot "
-            'reach: Management(host="0.0.0.0") (the default)'
+            "reach: leave Management(host=...) unset (it follows the server's --host "
+            '0.0.0.0), or Management(host="0.0.0.0")'
         )
     return management
 
@@ -234,9 +237,9 @@ def _prestop(
     port, base = _where(info, management)
     token, header = options.prestop_token, info.prestop_header
     if management is not None:
-        # No Service exposes the management port: its hook needs a token only if the code
-        # asks for one.
-        token, header = token or management.prestop_token, management.prestop_header
+        # The pod's IP is reachable from every pod: the hook sends the token the container's
+        # environment gives the app (see _management_token).
+        token, header = _management_token(options, management), management.prestop_header
     elif info.prestop_protected and token is None:
         raise InputError(
             f"{info.source}'s preStop endpoint needs a token: pass --prestop-token (the value "
@@ -249,12 +252,31 @@ def _prestop(
     return {"httpGet": get}
 
 
+def _management_token(options: ManifestOptions, management: Management) -> str | None:
+    """The token of the management port's preStop hook: --prestop-token, the code's, or one
+    made up here (None: the code serves the hook without one)."""
+    if options.prestop_token is not None:
+        return options.prestop_token
+    if management.prestop_token is not None or management.unauthenticated_prestop:
+        return management.prestop_token
+    return _made_up_token()
+
+
+def _made_up_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 def _pod_spec(info: AppInfo, options: ManifestOptions) -> dict[str, Any]:
     management = _management(info, options)
     mode = _prestop_mode(info, options)
     budget = budget_of(info, options)
     grace = budget.grace_period()
     env = {GRACE_PERIOD_VARIABLE: str(grace), **_environment(options, mode)}
+    if management is not None and mode == "http":
+        # One token for the hook and for the app: both read here, in the pod spec.
+        options = replace(options, prestop_token=_management_token(options, management))
+        if options.prestop_token not in (None, management.prestop_token):
+            env[PRESTOP_TOKEN_VARIABLE] = str(options.prestop_token)
     container: dict[str, Any] = {
         "name": options.name,
         "image": options.image or f"{options.name}:latest",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..drain.timing import ENVIRONMENT_VARIABLES
+from ..server.management import PRESTOP_TOKEN_VARIABLE
 from .appinfo import MANAGEMENT_HEALTH_PATH
 from .container import Endpoint, prestop_hook
 from .deployment import Target
@@ -44,6 +45,18 @@ def _sends(endpoint: Endpoint, header: str | None) -> bool:
     return any(name.lower() == wanted for name, _ in endpoint.headers)
 
 
+def _token_from_secret(target: Target) -> bool:
+    """True if the container's env sets the management port's token from a Secret or a
+    ConfigMap (``valueFrom``), whose value the manifest does not show."""
+    env = target.container.get("env")
+    return any(
+        isinstance(entry, dict)
+        and entry.get("name") == PRESTOP_TOKEN_VARIABLE
+        and "valueFrom" in entry
+        for entry in (env if isinstance(env, list) else ())
+    )
+
+
 def _header_fix(header: str | None, what: str) -> str:
     if header is None:
         return f"add httpHeaders: [{{name: Authorization, value: Bearer <{what}>}}]"
@@ -79,11 +92,26 @@ def _prestop_management(target: Target, endpoint: Endpoint, path: str) -> Iterat
         )  # fmt: skip
         return
     management = target.management
+    if management is None:
+        return
+    secret = _token_from_secret(target)
+    host = target.management_host or "0.0.0.0"
     if (
-        management is not None
-        and management.prestop_token
-        and not _sends(endpoint, management.prestop_header)
+        management.prestop_closed(host) is not None
+        and not secret
+        and target.port != management.port
     ):
+        yield Finding(
+            "prestop-token", ERROR, path + ".httpGet",
+            f"the management port listens on {host}, where its preStop endpoint needs a "
+            "token, and the app has none",
+            "every pod can reach that address: the endpoint refuses every call (403), the "
+            "hook fails, and the delay is left to SIGTERM",
+            f"set {PRESTOP_TOKEN_VARIABLE} in the container's env and send the same value: "
+            + _header_fix(management.prestop_header, "the token"),
+        )  # fmt: skip
+        return
+    if (management.prestop_token or secret) and not _sends(endpoint, management.prestop_header):
         yield Finding(
             "prestop-token", ERROR, path + ".httpGet.httpHeaders",
             "the management port's preStop endpoint needs a token (Management(prestop_token="
