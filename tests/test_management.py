@@ -18,7 +18,15 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from gracekit import DrainMiddleware, Lifecycle, Management, Phase, ProbeApp, ShutdownTiming
+from gracekit import (
+    DrainMiddleware,
+    Lifecycle,
+    Management,
+    Phase,
+    ProbeApp,
+    ShutdownTiming,
+    serve,
+)
 from gracekit.drain.prestop import PreStop
 from gracekit.metrics import Metrics
 from gracekit.server.management import ManagementApp
@@ -400,6 +408,21 @@ def test_bad_management_settings_are_refused() -> None:
         Management(port=1, prestop_header="X-Token")
     with pytest.raises(ValueError, match="non-empty"):
         Management(port=1, prestop_token=" ")
+
+
+def test_several_uvicorn_workers_are_refused_a_port_they_cannot_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gracekit.server.serve import check_workers
+
+    check_workers(2, {})  # no management port
+    check_workers(2, {"GRACEKIT_MANAGEMENT_PORT": "0"})  # each worker a free port of its own
+    check_workers(1, {"GRACEKIT_MANAGEMENT_PORT": "9001"})
+    with pytest.raises(ValueError, match="GRACEKIT_MANAGEMENT_PORT must be a port number"):
+        check_workers(2, {"GRACEKIT_MANAGEMENT_PORT": "http"})
+    monkeypatch.setenv("GRACEKIT_MANAGEMENT_PORT", "9001")
+    with pytest.raises(ValueError, match=r"gunicorn -k gracekit\.server\.gunicorn\.Worker -w 3"):
+        serve("main:app", workers=3)  # refused before uvicorn starts anything
 
 
 async def test_prestop_off_loopback_needs_a_token_or_the_explicit_opt_out(
