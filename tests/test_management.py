@@ -4,6 +4,7 @@ and how it holds up to the wrong token, a secret in an error, malformed HTTP and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -338,15 +339,22 @@ async def test_malformed_http_gets_a_4xx_never_a_5xx(request_bytes: bytes) -> No
             assert (await http.get("/health/live")).status_code == 200, "still serving"
 
 
-async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+@asynccontextmanager
+async def shortened(monkeypatch: pytest.MonkeyPatch, **timeouts: float) -> AsyncIterator[int]:
+    """A running service whose management server has *timeouts* (HEAD_TIMEOUT=...): its port."""
     from gracekit.server import management_server
 
-    monkeypatch.setattr(management_server, "HEAD_TIMEOUT", 0.5)
-    monkeypatch.setattr(management_server, "IDLE_TIMEOUT", 0.3)
+    for name, seconds in timeouts.items():
+        monkeypatch.setattr(management_server, name, seconds)
     service = Service(here())
     async with service.running():
         port = service.lifecycle.management_port
         assert port is not None
+        yield port
+
+
+async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with shortened(monkeypatch, HEAD_TIMEOUT=0.5, IDLE_TIMEOUT=0.3) as port:
         slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
         slow.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # never finished
         silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)  # says nothing
@@ -361,6 +369,42 @@ async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch)
         assert anyio.current_time() - started >= 0.3
         for writer in (slow, silent, idle):
             writer.close()
+
+
+async def test_a_head_sent_a_byte_at_a_time_has_its_time_from_its_first_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with shortened(monkeypatch, HEAD_TIMEOUT=0.6) as port:
+        first_reader, first = await asyncio.open_connection("127.0.0.1", port)
+        kept_reader, kept = await asyncio.open_connection("127.0.0.1", port)
+        kept.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        with anyio.fail_after(5):
+            head = await kept_reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ")
+            length = head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]
+            await kept_reader.readexactly(int(length))
+        started = anyio.current_time()
+
+        async def drip(writer: asyncio.StreamWriter) -> None:
+            # A byte every 0.1 s, each of them progress: the head is never whole.
+            writer.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Drip: ")
+            with contextlib.suppress(OSError):
+                while True:
+                    await asyncio.sleep(0.1)
+                    writer.write(b"a")
+
+        # On a new connection, and after a kept-alive answer: the head timer is not reset
+        # by each byte, which would let the drip hold the connection for ever.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drip, first)
+            tg.start_soon(drip, kept)
+            with anyio.fail_after(5):
+                assert await first_reader.read(-1) == b"", "closed without an answer"
+                assert await kept_reader.read(-1) == b"", "closed without an answer"
+            tg.cancel_scope.cancel()
+        assert anyio.current_time() - started >= 0.5
+        first.close()
+        kept.close()
 
 
 async def test_a_flood_leaves_readiness_answering() -> None:

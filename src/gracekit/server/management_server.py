@@ -1,9 +1,9 @@
 """The management port's server: a second uvicorn ``Server`` on the application's event loop.
 
 uvicorn brings the defences a port the whole cluster can reach needs: h11 parses and bounds a
-request's head, reading pauses while a request is answered (pipelining cannot pile up work),
-and writing waits while the client does not read (its answers cannot pile up in memory). What
-uvicorn leaves to whoever runs it in front, this module adds in a subclass of its h11 protocol:
+request's head, reading pauses while a request is answered, and writing waits while the client
+does not read (its answers cannot pile up in memory). What uvicorn leaves to whoever runs it in
+front, this module adds in a subclass of its h11 protocol:
 
 - a connection budget that keeps room for the kubelet: when it is full, a new connection closes
   the one that has made no progress for longest (opened, or sent its last request, longest
@@ -15,6 +15,10 @@ uvicorn leaves to whoever runs it in front, this module adds in a subclass of it
   a byte a second would hold its connection for ever);
 - a write timeout: an answer the client does not read for :data:`WRITE_TIMEOUT` seconds closes
   the connection;
+- no pipelining: when a request arrives before the one ahead of it has been answered, the
+  connection closes after that answer and the requests behind it are dropped (a pipelining
+  connection is being answered for as long as its client keeps sending, so it would never be
+  closed for room: 256 of them kept every probe out);
 - ``Cache-Control: no-store`` on uvicorn's own 400, no access log, and none of uvicorn's
   informational log lines (the application's server prints its own).
 
@@ -52,6 +56,7 @@ WRITE_TIMEOUT = 10.0  # seconds an answer may wait for the client to read it
 STOP_TIMEOUT = 2  # seconds the answers in progress get when the port closes
 
 _ANSWERING = (h11.SEND_RESPONSE, h11.SEND_BODY)
+_SENT = (h11.DONE, h11.MUST_CLOSE)  # the client's side of a request it has sent whole
 _BAD_REQUEST = b"400 Bad Request\n"
 
 # Set in the management server's task; everything it starts (connections, answers) inherits it.
@@ -119,6 +124,7 @@ class _GuardedProtocol(H11Protocol):
         self._budget = budget
         self._head_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._pipelined = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -137,6 +143,12 @@ class _GuardedProtocol(H11Protocol):
                 self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_too_slow)
         else:
             self._cancel("_head_timer")
+            if self.conn.their_state in _SENT and self.conn.trailing_data[0]:
+                # Another request behind this one, sent before its answer: pipelining, which
+                # neither the kubelet nor Prometheus does. Served, the requests would keep the
+                # connection being answered (never closed for room) for as long as the client
+                # kept sending, each read's worth held meanwhile: this answer is its last.
+                self._pipelined = True
             if waiting:  # a whole head arrived
                 self._budget.progressed(self)
 
@@ -145,6 +157,11 @@ class _GuardedProtocol(H11Protocol):
         self._cancel("_head_timer")
         self._cancel("_write_timer")
         super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        if self._pipelined:
+            self.transport.close()  # uvicorn starts no next request on a closing transport
+        super().on_response_complete()
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -164,7 +181,8 @@ class _GuardedProtocol(H11Protocol):
             (b"connection", b"close"),
         ]
         try:
-            self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers)))
+            head = h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+            self.transport.write(self.conn.send(head))
             self.transport.write(self.conn.send(h11.Data(data=_BAD_REQUEST)))
             self.transport.write(self.conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
