@@ -28,6 +28,7 @@ from gracekit import (
     ShutdownTiming,
     serve,
 )
+from gracekit._asgi import send_response
 from gracekit.drain.prestop import PreStop
 from gracekit.metrics import Metrics
 from gracekit.server.management import ManagementApp
@@ -340,13 +341,17 @@ async def test_malformed_http_gets_a_4xx_never_a_5xx(request_bytes: bytes) -> No
 
 
 @asynccontextmanager
-async def shortened(monkeypatch: pytest.MonkeyPatch, **timeouts: float) -> AsyncIterator[int]:
-    """A running service whose management server has *timeouts* (HEAD_TIMEOUT=...): its port."""
+async def limited(
+    monkeypatch: pytest.MonkeyPatch, *, routes: dict[str, Any] | None = None, **limits: float
+) -> AsyncIterator[int]:
+    """A running service whose management server has *limits* (HEAD_TIMEOUT=...) and serves
+    *routes* too: its port."""
     from gracekit.server import management_server
 
-    for name, seconds in timeouts.items():
-        monkeypatch.setattr(management_server, name, seconds)
+    for name, value in limits.items():
+        monkeypatch.setattr(management_server, name, value)
     service = Service(here())
+    service.lifecycle.management_routes.update(routes or {})
     async with service.running():
         port = service.lifecycle.management_port
         assert port is not None
@@ -354,7 +359,7 @@ async def shortened(monkeypatch: pytest.MonkeyPatch, **timeouts: float) -> Async
 
 
 async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with shortened(monkeypatch, HEAD_TIMEOUT=0.5, IDLE_TIMEOUT=0.3) as port:
+    async with limited(monkeypatch, HEAD_TIMEOUT=0.5, IDLE_TIMEOUT=0.3) as port:
         slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
         slow.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # never finished
         silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)  # says nothing
@@ -374,7 +379,7 @@ async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch)
 async def test_a_head_sent_a_byte_at_a_time_has_its_time_from_its_first_byte(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with shortened(monkeypatch, HEAD_TIMEOUT=0.6) as port:
+    async with limited(monkeypatch, HEAD_TIMEOUT=0.6) as port:
         first_reader, first = await asyncio.open_connection("127.0.0.1", port)
         kept_reader, kept = await asyncio.open_connection("127.0.0.1", port)
         kept.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -405,6 +410,56 @@ async def test_a_head_sent_a_byte_at_a_time_has_its_time_from_its_first_byte(
         assert anyio.current_time() - started >= 0.5
         first.close()
         kept.close()
+
+
+async def read_answer(reader: asyncio.StreamReader) -> bytes:
+    """One whole answer from a kept-alive connection; b"" if the server closed it instead."""
+    with anyio.fail_after(5):
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            return b""
+        length = head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]
+        return head + await reader.readexactly(int(length))
+
+
+async def test_kept_alive_connections_make_room_even_mid_answer_first_requests_never(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release, holding = anyio.Event(), []
+
+    async def held(scope: Any, receive: Any, send: Any) -> None:
+        holding.append(scope)
+        await release.wait()
+        await send_response(scope, send, 200, [(b"content-length", b"4")], b"held")
+
+    get = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with limited(monkeypatch, routes={"/held": held}, MAX_CONNECTIONS=4) as port:
+        # A full budget of kept-alive connections, each being answered (a flood of requests
+        # over kept-alive connections, when the loop is busy): a new one still gets in.
+        kept = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        for reader, writer in kept:
+            writer.write(get % b"/health/live")
+            assert (await read_answer(reader)).startswith(b"HTTP/1.1 200 ")
+            writer.write(get % b"/held")
+        await eventually(lambda: len(holding) == 4)
+        assert (await raw(port, get % b"/health/live")).startswith(b"HTTP/1.1 200 ")
+        release.set()
+        answers = [await read_answer(reader) for reader, _ in kept]
+        assert sum(answer == b"" for answer in answers) == 1, "one closed for room"
+        for _, writer in kept:
+            writer.close()
+        # A full budget of first requests being answered: none is closed for room.
+        release, holding = anyio.Event(), []
+        first = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        for _, writer in first:
+            writer.write(get % b"/held")
+        await eventually(lambda: len(holding) == 4)
+        assert await raw(port, get % b"/health/live") == b"", "no room: closed at once"
+        release.set()
+        for reader, writer in first:
+            assert (await read_answer(reader)).endswith(b"held")
+            writer.close()
 
 
 async def test_a_flood_leaves_readiness_answering() -> None:

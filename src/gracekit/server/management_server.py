@@ -5,20 +5,19 @@ request's head, reading pauses while a request is answered, and writing waits wh
 does not read (its answers cannot pile up in memory). What uvicorn leaves to whoever runs it in
 front, this module adds in a subclass of its h11 protocol:
 
-- a connection budget that keeps room for the kubelet: when it is full, a new connection closes
-  the one that has made no progress for longest (opened, or sent its last request, longest
-  ago: an idle one, one still sending its head, one not reading its answer); a connection whose
-  request is being answered is never closed for room, and the kubelet's, which sends its
-  request at once, is the newest;
+- a connection budget that keeps room for the kubelet, which opens a connection per probe and
+  sends its request at once: when it is full, a new connection closes a kept-alive one (it has
+  had an answer), the one quiet for longest, even mid-answer; failing that, the oldest one not
+  being answered (idle, still sending its head, not reading its answer). A connection whose
+  first request is being answered is never closed for room, and the kubelet's is the newest;
 - a head timeout: a request's line and headers must be whole within :data:`HEAD_TIMEOUT`
   seconds of the connection opening or of their first byte (uvicorn has none: a client sending
   a byte a second would hold its connection for ever);
 - a write timeout: an answer the client does not read for :data:`WRITE_TIMEOUT` seconds closes
   the connection;
 - no pipelining: when a request arrives before the one ahead of it has been answered, the
-  connection closes after that answer and the requests behind it are dropped (a pipelining
-  connection is being answered for as long as its client keeps sending, so it would never be
-  closed for room: 256 of them kept every probe out);
+  connection closes after that answer and the requests behind it are dropped (each read's worth
+  of them would be held, and answered in turn to a client that need not read);
 - ``Cache-Control: no-store`` on uvicorn's own 400, no access log, and none of uvicorn's
   informational log lines (the application's server prints its own).
 
@@ -88,31 +87,44 @@ def _quiet_uvicorn(on: bool) -> None:
 
 
 class _Budget:
-    """The connections of one server, in the order they last made progress (opened, or sent
-    a whole request head), and the room kept for new ones."""
+    """The connections of one server and the room kept for new ones: those not answered yet, in
+    the order they opened, and those answered at least once (kept alive), in the order they last
+    sent a request."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.open: dict[_GuardedProtocol, None] = {}
+        self.fresh: dict[_GuardedProtocol, None] = {}
+        self.kept: dict[_GuardedProtocol, None] = {}
 
     def admit(self, connection: _GuardedProtocol) -> bool:
-        """Take *connection* in, closing a spare one when full; False: no room for it."""
-        if len(self.open) >= self.limit:
-            victim = next((c for c in self.open if c.spare()), None)
+        """Take *connection* in, closing another when full; False: no room for it.
+
+        The one closed is kept alive if any is (it has had an answer, and the kubelet opens a
+        connection per probe): the one quiet for longest, even mid-answer. Otherwise the oldest
+        one not being answered (idle, still sending its head, or not reading its answer).
+        """
+        if len(self.fresh) + len(self.kept) >= self.limit:
+            victim = next(iter(self.kept), None) or next((c for c in self.fresh if c.spare()), None)
             if victim is None:
                 return False
             self.release(victim)
             victim.transport.abort()
-        self.open[connection] = None
+        self.fresh[connection] = None
         return True
 
     def progressed(self, connection: _GuardedProtocol) -> None:
-        """*connection* sent a request: it is the last to be closed for room."""
-        if self.open.pop(connection, 0) is None:
-            self.open[connection] = None
+        """*connection*, kept alive, sent a request: it is the last of those to be closed."""
+        if self.kept.pop(connection, 0) is None:
+            self.kept[connection] = None
+
+    def answered(self, connection: _GuardedProtocol) -> None:
+        """*connection* has had its first answer."""
+        if self.fresh.pop(connection, 0) is None:
+            self.kept[connection] = None
 
     def release(self, connection: _GuardedProtocol) -> None:
-        self.open.pop(connection, None)
+        self.fresh.pop(connection, None)
+        self.kept.pop(connection, None)
 
 
 class _GuardedProtocol(H11Protocol):
@@ -145,9 +157,9 @@ class _GuardedProtocol(H11Protocol):
             self._cancel("_head_timer")
             if self.conn.their_state in _SENT and self.conn.trailing_data[0]:
                 # Another request behind this one, sent before its answer: pipelining, which
-                # neither the kubelet nor Prometheus does. Served, the requests would keep the
-                # connection being answered (never closed for room) for as long as the client
-                # kept sending, each read's worth held meanwhile: this answer is its last.
+                # neither the kubelet nor Prometheus does. Served, a client that never reads
+                # would have each read's worth of requests held and answered in turn, at no
+                # cost of its own: this answer is the connection's last.
                 self._pipelined = True
             if waiting:  # a whole head arrived
                 self._budget.progressed(self)
@@ -159,6 +171,7 @@ class _GuardedProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
+        self._budget.answered(self)
         if self._pipelined:
             self.transport.close()  # uvicorn starts no next request on a closing transport
         super().on_response_complete()
@@ -190,7 +203,7 @@ class _GuardedProtocol(H11Protocol):
         self.transport.close()
 
     def spare(self) -> bool:
-        """True unless its request is being answered (and the client reads the answer)."""
+        """True unless a request is being answered (and the client reads the answer)."""
         return self._write_timer is not None or self.conn.our_state not in _ANSWERING
 
     def _head_too_slow(self) -> None:
