@@ -1,5 +1,6 @@
 """The management port in process, over real sockets: what it serves, when it opens and closes,
-and how it holds up to the wrong token, a secret in an error, malformed HTTP and a flood."""
+and how it holds up to the wrong token, a secret in an error, malformed HTTP, a head or a body
+that never ends, a full budget of connections being answered, and a flood."""
 
 from __future__ import annotations
 
@@ -410,6 +411,40 @@ async def test_a_head_sent_a_byte_at_a_time_has_its_time_from_its_first_byte(
         assert anyio.current_time() - started >= 0.5
         first.close()
         kept.close()
+
+
+@pytest.mark.parametrize(
+    ("framing", "piece"),
+    [(b"Transfer-Encoding: chunked", b"1\r\na\r\n"), (b"Content-Length: 4000", b"a")],
+    ids=["chunked", "length"],
+)
+async def test_a_body_that_never_ends_is_answered_and_the_connection_closed(
+    framing: bytes, piece: bytes
+) -> None:
+    # Every piece of the body would put off uvicorn's keep-alive timeout, and the head's
+    # timeout is over: only closing after the answer frees the connection.
+    service = Service(here())
+    async with service.running():
+        port = service.lifecycle.management_port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /health/live HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n")
+
+        async def trickle() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    writer.write(piece)
+                    await asyncio.sleep(0.1)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(trickle)
+            with anyio.fail_after(5):
+                received = await reader.read(-1)
+            tg.cancel_scope.cancel()
+        writer.close()
+    assert status_of(received) < 500, received[:200]
+    assert received.count(b"HTTP/1.1 ") == 1
+    assert b"connection: close" in received.lower()
 
 
 async def read_answer(reader: asyncio.StreamReader) -> bytes:
