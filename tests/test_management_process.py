@@ -165,6 +165,12 @@ def test_gunicorn_workers_share_one_management_socket() -> None:
         assert "shared by the workers" in log
         assert "in use" not in log, log
         assert "Worker exiting" not in log, log
+        # SIGTERM, as the kubelet stops it: the workers drain and exit before the master. (On
+        # the SIGINT of leaving the block, the master sends uvicorn's workers SIGQUIT, which
+        # they ignore; it kills them 30 s later, and the workers outlived a master killed first.)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=20) == 0, server.log()
+        assert not _answers(f"http://127.0.0.1:{port}/health/live"), "a worker outlived the master"
 
 
 def _gracekit_run_two_workers(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
