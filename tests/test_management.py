@@ -1,9 +1,11 @@
 """The management port in process, over real sockets: what it serves, when it opens and closes,
-and how it holds up to the wrong token, a secret in an error, malformed HTTP and a flood."""
+and how it holds up to the wrong token, a secret in an error, malformed HTTP, a head or a body
+that never ends, a full budget of connections being answered, and a flood."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +20,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from gracekit import DrainMiddleware, Lifecycle, Management, Phase, ProbeApp, ShutdownTiming
+from gracekit import (
+    DrainMiddleware,
+    Lifecycle,
+    Management,
+    Phase,
+    ProbeApp,
+    ShutdownTiming,
+    serve,
+)
+from gracekit._asgi import send_response
 from gracekit.drain.prestop import PreStop
 from gracekit.metrics import Metrics
 from gracekit.server.management import ManagementApp
@@ -330,15 +341,26 @@ async def test_malformed_http_gets_a_4xx_never_a_5xx(request_bytes: bytes) -> No
             assert (await http.get("/health/live")).status_code == 200, "still serving"
 
 
-async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+@asynccontextmanager
+async def limited(
+    monkeypatch: pytest.MonkeyPatch, *, routes: dict[str, Any] | None = None, **limits: float
+) -> AsyncIterator[int]:
+    """A running service whose management server has *limits* (HEAD_TIMEOUT=...) and serves
+    *routes* too: its port."""
     from gracekit.server import management_server
 
-    monkeypatch.setattr(management_server, "HEAD_TIMEOUT", 0.5)
-    monkeypatch.setattr(management_server, "IDLE_TIMEOUT", 0.3)
+    for name, value in limits.items():
+        monkeypatch.setattr(management_server, name, value)
     service = Service(here())
+    service.lifecycle.management_routes.update(routes or {})
     async with service.running():
         port = service.lifecycle.management_port
         assert port is not None
+        yield port
+
+
+async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with limited(monkeypatch, HEAD_TIMEOUT=0.5, IDLE_TIMEOUT=0.3) as port:
         slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
         slow.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # never finished
         silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)  # says nothing
@@ -352,6 +374,126 @@ async def test_a_slow_or_idle_client_is_dropped(monkeypatch: pytest.MonkeyPatch)
         assert answer.startswith(b"HTTP/1.1 200"), "answered, then closed once idle"
         assert anyio.current_time() - started >= 0.3
         for writer in (slow, silent, idle):
+            writer.close()
+
+
+async def test_a_head_sent_a_byte_at_a_time_has_its_time_from_its_first_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with limited(monkeypatch, HEAD_TIMEOUT=0.6) as port:
+        first_reader, first = await asyncio.open_connection("127.0.0.1", port)
+        kept_reader, kept = await asyncio.open_connection("127.0.0.1", port)
+        kept.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        with anyio.fail_after(5):
+            head = await kept_reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ")
+            length = head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]
+            await kept_reader.readexactly(int(length))
+        started = anyio.current_time()
+
+        async def drip(writer: asyncio.StreamWriter) -> None:
+            # A byte every 0.1 s, each of them progress: the head is never whole.
+            writer.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Drip: ")
+            with contextlib.suppress(OSError):
+                while True:
+                    await asyncio.sleep(0.1)
+                    writer.write(b"a")
+
+        # On a new connection, and after a kept-alive answer: the head timer is not reset
+        # by each byte, which would let the drip hold the connection for ever.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drip, first)
+            tg.start_soon(drip, kept)
+            with anyio.fail_after(5):
+                assert await first_reader.read(-1) == b"", "closed without an answer"
+                assert await kept_reader.read(-1) == b"", "closed without an answer"
+            tg.cancel_scope.cancel()
+        assert anyio.current_time() - started >= 0.5
+        first.close()
+        kept.close()
+
+
+@pytest.mark.parametrize(
+    ("framing", "piece"),
+    [(b"Transfer-Encoding: chunked", b"1\r\na\r\n"), (b"Content-Length: 4000", b"a")],
+    ids=["chunked", "length"],
+)
+async def test_a_body_that_never_ends_is_answered_and_the_connection_closed(
+    framing: bytes, piece: bytes
+) -> None:
+    # Every piece of the body would put off uvicorn's keep-alive timeout, and the head's
+    # timeout is over: only closing after the answer frees the connection.
+    service = Service(here())
+    async with service.running():
+        port = service.lifecycle.management_port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /health/live HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n")
+
+        async def trickle() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    writer.write(piece)
+                    await asyncio.sleep(0.1)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(trickle)
+            with anyio.fail_after(5):
+                received = await reader.read(-1)
+            tg.cancel_scope.cancel()
+        writer.close()
+    assert status_of(received) < 500, received[:200]
+    assert received.count(b"HTTP/1.1 ") == 1
+    assert b"connection: close" in received.lower()
+
+
+async def read_answer(reader: asyncio.StreamReader) -> bytes:
+    """One whole answer from a kept-alive connection; b"" if the server closed it instead."""
+    with anyio.fail_after(5):
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            return b""
+        length = head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]
+        return head + await reader.readexactly(int(length))
+
+
+async def test_kept_alive_connections_make_room_even_mid_answer_first_requests_never(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release, holding = anyio.Event(), []
+
+    async def held(scope: Any, receive: Any, send: Any) -> None:
+        holding.append(scope)
+        await release.wait()
+        await send_response(scope, send, 200, [(b"content-length", b"4")], b"held")
+
+    get = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with limited(monkeypatch, routes={"/held": held}, MAX_CONNECTIONS=4) as port:
+        # A full budget of kept-alive connections, each being answered (a flood of requests
+        # over kept-alive connections, when the loop is busy): a new one still gets in.
+        kept = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        for reader, writer in kept:
+            writer.write(get % b"/health/live")
+            assert (await read_answer(reader)).startswith(b"HTTP/1.1 200 ")
+            writer.write(get % b"/held")
+        await eventually(lambda: len(holding) == 4)
+        assert (await raw(port, get % b"/health/live")).startswith(b"HTTP/1.1 200 ")
+        release.set()
+        answers = [await read_answer(reader) for reader, _ in kept]
+        assert sum(answer == b"" for answer in answers) == 1, "one closed for room"
+        for _, writer in kept:
+            writer.close()
+        # A full budget of first requests being answered: none is closed for room.
+        release, holding = anyio.Event(), []
+        first = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        for _, writer in first:
+            writer.write(get % b"/held")
+        await eventually(lambda: len(holding) == 4)
+        assert await raw(port, get % b"/health/live") == b"", "no room: closed at once"
+        release.set()
+        for reader, writer in first:
+            assert (await read_answer(reader)).endswith(b"held")
             writer.close()
 
 
@@ -400,6 +542,21 @@ def test_bad_management_settings_are_refused() -> None:
         Management(port=1, prestop_header="X-Token")
     with pytest.raises(ValueError, match="non-empty"):
         Management(port=1, prestop_token=" ")
+
+
+def test_several_uvicorn_workers_are_refused_a_port_they_cannot_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gracekit.server.serve import check_workers
+
+    check_workers(2, {})  # no management port
+    check_workers(2, {"GRACEKIT_MANAGEMENT_PORT": "0"})  # each worker a free port of its own
+    check_workers(1, {"GRACEKIT_MANAGEMENT_PORT": "9001"})
+    with pytest.raises(ValueError, match="GRACEKIT_MANAGEMENT_PORT must be a port number"):
+        check_workers(2, {"GRACEKIT_MANAGEMENT_PORT": "http"})
+    monkeypatch.setenv("GRACEKIT_MANAGEMENT_PORT", "9001")
+    with pytest.raises(ValueError, match=r"gunicorn -k gracekit\.server\.gunicorn\.Worker -w 3"):
+        serve("main:app", workers=3)  # refused before uvicorn starts anything
 
 
 async def test_prestop_off_loopback_needs_a_token_or_the_explicit_opt_out(

@@ -4,6 +4,7 @@ closes last, and a flood of probes neither stops readiness answering nor grows m
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -164,3 +165,42 @@ def test_gunicorn_workers_share_one_management_socket() -> None:
         assert "shared by the workers" in log
         assert "in use" not in log, log
         assert "Worker exiting" not in log, log
+        # SIGTERM, as the kubelet stops it: the workers drain and exit before the master. (On
+        # the SIGINT of leaving the block, the master sends uvicorn's workers SIGQUIT, which
+        # they ignore; it kills them 30 s later, and the workers outlived a master killed first.)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=20) == 0, server.log()
+        assert not _answers(f"http://127.0.0.1:{port}/health/live"), "a worker outlived the master"
+
+
+def _gracekit_run_two_workers(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gracekit", "run", "managed:app", "--app-dir",
+               str(TEST_APPS), "--port", str(free_port()), "--workers", "2", *args]  # fmt: skip
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GRACEKIT_")}
+    # Bounded: a supervisor restarting its workers in a loop fails the test by timing out.
+    return subprocess.run(
+        command, env={**environ, **env}, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_several_uvicorn_workers_refuse_a_management_port_naming_gunicorn() -> None:
+    port = free_port()
+    gunicorn = f"GRACEKIT_MANAGEMENT_PORT={port} gunicorn -k gracekit.server.gunicorn.Worker -w 2"
+    # From the flag or the environment: refused before any worker starts.
+    for refused in (
+        _gracekit_run_two_workers("--management-port", str(port)),
+        _gracekit_run_two_workers(GRACEKIT_MANAGEMENT_PORT=str(port)),
+    ):
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert refused.stderr.startswith("gracekit run: 2 uvicorn worker processes cannot share")
+        assert gunicorn in refused.stderr
+        assert "Started parent process" not in refused.stdout + refused.stderr
+    # From the code: each worker refuses before binding it, so none serves; the supervisor
+    # stops once one has failed to start.
+    from_code = _gracekit_run_two_workers(CODE_PORT=str(port))
+    output = from_code.stdout + from_code.stderr
+    failed = output.count("Application startup failed")
+    assert failed >= 1, output
+    assert output.count(gunicorn) == failed, "said once by each worker that failed"
+    assert "in use" not in output
+    assert "Application startup complete" not in output, "a worker started serving"

@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import logging
 
+import h11
 import pytest
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -18,8 +19,13 @@ pytestmark = pytest.mark.anyio
 
 
 def test_the_protocol_hooks_the_subclass_overrides_exist() -> None:
-    for name in ("connection_made", "data_received", "connection_lost", "send_400_response"):
+    hooks = ("connection_made", "data_received", "connection_lost", "send_400_response")
+    for name in (*hooks, "on_response_complete"):
         assert callable(getattr(H11Protocol, name)), name
+    # Closing the transport before the answer's completion is handed on stops the next
+    # (pipelined) request from being started; h11 shows what was received beyond a request.
+    assert "self.transport.is_closing()" in inspect.getsource(H11Protocol.on_response_complete)
+    assert isinstance(getattr(h11.Connection, "trailing_data", None), property)
     # The server calls the protocol class with these keywords, and reads these attributes.
     assert set(inspect.signature(H11Protocol.__init__).parameters) >= {
         "config", "server_state", "app_state", "_loop",

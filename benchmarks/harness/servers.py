@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -32,7 +33,9 @@ class UvicornApp:
 
     With ``factory=True`` uvicorn calls *target* to build the app (``--factory``), so an app can
     read *env* when it is built rather than at import. *options* are further uvicorn arguments;
-    the default keeps the logs quiet. Use :func:`dataclasses.replace` for variants of one app.
+    the default keeps the logs quiet. ``launcher="gracekit"`` runs it under ``gracekit run``
+    instead of ``uvicorn`` (whose options differ: it has no ``--no-access-log``). Use
+    :func:`dataclasses.replace` for variants of one app.
     """
 
     target: str
@@ -40,10 +43,12 @@ class UvicornApp:
     factory: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     options: tuple[str, ...] = QUIET
+    launcher: Literal["uvicorn", "gracekit"] = "uvicorn"
 
     def command(self, port: int) -> list[str]:
+        program = ["gracekit", "run"] if self.launcher == "gracekit" else ["uvicorn"]
         return [
-            sys.executable, "-m", "uvicorn", self.target,
+            sys.executable, "-m", *program, self.target,
             *(["--factory"] if self.factory else []),
             *(["--app-dir", str(self.app_dir)] if self.app_dir is not None else []),
             "--host", "127.0.0.1", "--port", str(port), *self.options,

@@ -1,7 +1,7 @@
 """A test app with a management port (GRACEKIT_MANAGEMENT_PORT, from gracekit run
 --management-port): probes, metrics and preStop there; ``/`` and ``/slow?ms=N`` on the app's
 port. Its ``db`` check fails with a secret in its error while FAIL_CHECK=1; SHUTDOWN_DELAY sets
-the delay (seconds, default 1)."""
+the delay (seconds, default 1); CODE_PORT stands for a port written in the code (default 0)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from gracekit.metrics import Metrics
 
 lifecycle = Lifecycle(
     shutdown=ShutdownTiming(delay=float(os.environ.get("SHUTDOWN_DELAY", "1")), drain_timeout=2.0),
-    # The port comes from GRACEKIT_MANAGEMENT_PORT; the code sets the rest.
-    management=Management(port=0, host="127.0.0.1", details="always"),
+    # The port comes from GRACEKIT_MANAGEMENT_PORT (or CODE_PORT); the code sets the rest.
+    management=Management(
+        port=int(os.environ.get("CODE_PORT", "0")), host="127.0.0.1", details="always"
+    ),
 )
 Metrics(lifecycle)
 

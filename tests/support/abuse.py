@@ -15,13 +15,26 @@ import resource
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ATTACKS", "Prober", "attack", "raise_open_files", "rss_mb", "smuggle"]
+__all__ = [
+    "ATTACKS",
+    "CONNECTIONS",
+    "Outcome",
+    "Prober",
+    "attack",
+    "probe_under_attack",
+    "raise_open_files",
+    "rss_mb",
+    "smuggle",
+]
 
 ATTACKS = ("idle", "slow-header", "reconnecting", "pipelining")
+#: How many connections each attack opens: more than the management port's budget (256), or,
+#: reconnecting, one more, so that every connection the server closes for room comes back.
+CONNECTIONS = {"idle": 300, "slow-header": 300, "reconnecting": 257, "pipelining": 300}
 HEAD = b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
 
 
@@ -168,14 +181,64 @@ class Prober(threading.Thread):
             next_at += self.interval
             self.stopping.wait(max(0.0, next_at - time.monotonic()))
 
-    def measure(self, seconds: float) -> tuple[int, int, float]:
-        """Probe for *seconds*: (succeeded, sent, slowest seconds)."""
+    def measure(
+        self, seconds: float, *, sample: Callable[[], None] | None = None
+    ) -> tuple[int, int, float]:
+        """Probe for *seconds*, calling *sample* every 0.25 s meanwhile: (succeeded, sent,
+        slowest seconds)."""
         self.start()
-        time.sleep(seconds)
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.25, left))
+            if sample is not None:
+                sample()
         self.stopping.set()
         self.join(self.timeout + 1)
         succeeded = sum(ok for ok, _ in self.results)
         return succeeded, len(self.results), max((t for _, t in self.results), default=0.0)
+
+
+@dataclass
+class Outcome:
+    """What kubelet-like probes met on a port under attack, and what the attack cost."""
+
+    succeeded: int
+    sent: int
+    slowest: float  # seconds
+    rss_growth_mb: float  # the server's peak during the attack, over its RSS just before
+    stats: dict[str, int]  # the attack's connections: opened, refused
+
+    @property
+    def success(self) -> float:
+        return self.succeeded / self.sent if self.sent else 0.0
+
+
+def probe_under_attack(
+    kind: str,
+    port: int,
+    *,
+    pid: int,
+    seconds: float,
+    path: str = "/health/live",
+    connections: int | None = None,
+    attack_path: str = "/",
+    rss_cap_mb: float | None = None,
+) -> Outcome:
+    """Probe ``GET path`` on 127.0.0.1:*port* for *seconds* while *connections* (default:
+    :data:`CONNECTIONS`) of *kind* attack it (their requests on *attack_path*), watching the
+    RSS of server process *pid*; the attack stops early once that has grown by *rss_cap_mb*."""
+    before = peak = rss_mb(pid)
+    with attack(kind, port, connections or CONNECTIONS[kind], path=attack_path) as attacking:
+        prober = Prober(port, path=path)
+
+        def sample() -> None:
+            nonlocal peak
+            peak = max(peak, rss_mb(pid))
+            if rss_cap_mb is not None and peak - before >= rss_cap_mb:
+                prober.stopping.set()
+
+        succeeded, sent, slowest = prober.measure(seconds, sample=sample)
+    return Outcome(succeeded, sent, slowest, peak - before, dict(attacking.stats))
 
 
 def smuggle(port: int, *, timeout: float = 5.0) -> tuple[bytes, bool]:

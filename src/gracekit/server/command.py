@@ -116,8 +116,13 @@ def _run(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.path.abspath(args.app_dir))
     elif "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    from .serve import serve
+    from .serve import check_workers, serve
 
+    try:
+        check_workers(1 if args.reload else (args.workers or 1))
+    except ValueError as exc:
+        print(f"gracekit run: {exc}", file=sys.stderr)
+        return 2
     with _shared_metrics((args.workers or 1) > 1):
         return _serve(serve, args)
 

@@ -250,6 +250,11 @@ def _listening_socket(config: Management) -> tuple[Any, str]:
     host = config.host or management_socket.server_host()
     sock = management_socket.shared(config.port)
     if sock is None:
+        workers = management_socket.uvicorn_workers()
+        if config.port and workers > 1:
+            # Refused in every worker, before any binds: one failing worker later would stop
+            # the others, after they had started serving.
+            raise ValueError(management_socket.workers_refusal(config.port, workers))
         sock = management_socket.bind(host, config.port)
     return sock, host
 
@@ -260,6 +265,8 @@ async def serve_management(lifecycle: Lifecycle, config: Management) -> AsyncIte
 
     Raises:
         OSError: the port cannot be bound (taken, or not allowed).
+        ValueError: a port other than 0 in one of several uvicorn worker processes (``gracekit
+            run --workers N``), which cannot share it.
     """
     from .management_server import ManagementServer
 

@@ -1,20 +1,23 @@
 """The management port's server: a second uvicorn ``Server`` on the application's event loop.
 
 uvicorn brings the defences a port the whole cluster can reach needs: h11 parses and bounds a
-request's head, reading pauses while a request is answered (pipelining cannot pile up work),
-and writing waits while the client does not read (its answers cannot pile up in memory). What
-uvicorn leaves to whoever runs it in front, this module adds in a subclass of its h11 protocol:
+request's head, reading pauses while a request is answered, and writing waits while the client
+does not read (its answers cannot pile up in memory). What uvicorn leaves to whoever runs it in
+front, this module adds in a subclass of its h11 protocol:
 
-- a connection budget that keeps room for the kubelet: when it is full, a new connection closes
-  the one that has made no progress for longest (opened, or sent its last request, longest
-  ago: an idle one, one still sending its head, one not reading its answer); a connection whose
-  request is being answered is never closed for room, and the kubelet's, which sends its
-  request at once, is the newest;
+- a connection budget that keeps room for the kubelet, which opens a connection per probe and
+  sends its request at once: when it is full, a new connection closes a kept-alive one (it has
+  had an answer), the one quiet for longest, even mid-answer; failing that, the oldest one not
+  being answered (idle, still sending its head, not reading its answer). A connection whose
+  first request is being answered is never closed for room, and the kubelet's is the newest;
 - a head timeout: a request's line and headers must be whole within :data:`HEAD_TIMEOUT`
   seconds of the connection opening or of their first byte (uvicorn has none: a client sending
   a byte a second would hold its connection for ever);
 - a write timeout: an answer the client does not read for :data:`WRITE_TIMEOUT` seconds closes
   the connection;
+- no pipelining: when a request arrives before the one ahead of it has been answered, the
+  connection closes after that answer and the requests behind it are dropped (each read's worth
+  of them would be held, and answered in turn to a client that need not read);
 - ``Cache-Control: no-store`` on uvicorn's own 400, no access log, and none of uvicorn's
   informational log lines (the application's server prints its own).
 
@@ -52,6 +55,7 @@ WRITE_TIMEOUT = 10.0  # seconds an answer may wait for the client to read it
 STOP_TIMEOUT = 2  # seconds the answers in progress get when the port closes
 
 _ANSWERING = (h11.SEND_RESPONSE, h11.SEND_BODY)
+_SENT = (h11.DONE, h11.MUST_CLOSE)  # the client's side of a request it has sent whole
 _BAD_REQUEST = b"400 Bad Request\n"
 
 # Set in the management server's task; everything it starts (connections, answers) inherits it.
@@ -83,31 +87,44 @@ def _quiet_uvicorn(on: bool) -> None:
 
 
 class _Budget:
-    """The connections of one server, in the order they last made progress (opened, or sent
-    a whole request head), and the room kept for new ones."""
+    """The connections of one server and the room kept for new ones: those not answered yet, in
+    the order they opened, and those answered at least once (kept alive), in the order they last
+    sent a request."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.open: dict[_GuardedProtocol, None] = {}
+        self.fresh: dict[_GuardedProtocol, None] = {}
+        self.kept: dict[_GuardedProtocol, None] = {}
 
     def admit(self, connection: _GuardedProtocol) -> bool:
-        """Take *connection* in, closing a spare one when full; False: no room for it."""
-        if len(self.open) >= self.limit:
-            victim = next((c for c in self.open if c.spare()), None)
+        """Take *connection* in, closing another when full; False: no room for it.
+
+        The one closed is kept alive if any is (it has had an answer, and the kubelet opens a
+        connection per probe): the one quiet for longest, even mid-answer. Otherwise the oldest
+        one not being answered (idle, still sending its head, or not reading its answer).
+        """
+        if len(self.fresh) + len(self.kept) >= self.limit:
+            victim = next(iter(self.kept), None) or next((c for c in self.fresh if c.spare()), None)
             if victim is None:
                 return False
             self.release(victim)
             victim.transport.abort()
-        self.open[connection] = None
+        self.fresh[connection] = None
         return True
 
     def progressed(self, connection: _GuardedProtocol) -> None:
-        """*connection* sent a request: it is the last to be closed for room."""
-        if self.open.pop(connection, 0) is None:
-            self.open[connection] = None
+        """*connection*, kept alive, sent a request: it is the last of those to be closed."""
+        if self.kept.pop(connection, 0) is None:
+            self.kept[connection] = None
+
+    def answered(self, connection: _GuardedProtocol) -> None:
+        """*connection* has had its first answer."""
+        if self.fresh.pop(connection, 0) is None:
+            self.kept[connection] = None
 
     def release(self, connection: _GuardedProtocol) -> None:
-        self.open.pop(connection, None)
+        self.fresh.pop(connection, None)
+        self.kept.pop(connection, None)
 
 
 class _GuardedProtocol(H11Protocol):
@@ -119,6 +136,7 @@ class _GuardedProtocol(H11Protocol):
         self._budget = budget
         self._head_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._pipelined = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -137,6 +155,12 @@ class _GuardedProtocol(H11Protocol):
                 self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_too_slow)
         else:
             self._cancel("_head_timer")
+            if self.conn.their_state in _SENT and self.conn.trailing_data[0]:
+                # Another request behind this one, sent before its answer: pipelining, which
+                # neither the kubelet nor Prometheus does. Served, a client that never reads
+                # would have each read's worth of requests held and answered in turn, at no
+                # cost of its own: this answer is the connection's last.
+                self._pipelined = True
             if waiting:  # a whole head arrived
                 self._budget.progressed(self)
 
@@ -145,6 +169,12 @@ class _GuardedProtocol(H11Protocol):
         self._cancel("_head_timer")
         self._cancel("_write_timer")
         super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        self._budget.answered(self)
+        if self._pipelined:
+            self.transport.close()  # uvicorn starts no next request on a closing transport
+        super().on_response_complete()
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -164,7 +194,8 @@ class _GuardedProtocol(H11Protocol):
             (b"connection", b"close"),
         ]
         try:
-            self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers)))
+            head = h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+            self.transport.write(self.conn.send(head))
             self.transport.write(self.conn.send(h11.Data(data=_BAD_REQUEST)))
             self.transport.write(self.conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
@@ -172,7 +203,7 @@ class _GuardedProtocol(H11Protocol):
         self.transport.close()
 
     def spare(self) -> bool:
-        """True unless its request is being answered (and the client reads the answer)."""
+        """True unless a request is being answered (and the client reads the answer)."""
         return self._write_timer is not None or self.conn.our_state not in _ANSWERING
 
     def _head_too_slow(self) -> None:

@@ -1,10 +1,11 @@
 """Where the management port listens: its socket, bound once per pod, and its address.
 
 The socket is bound without ``SO_REUSEPORT``: a second process asking for the same port fails
-with an error naming it, instead of silently taking half the probes. The worker processes of
-one server share one socket, bound before they start: gunicorn's master binds it
-(:class:`gracekit.server.gunicorn.Worker`), ``gracekit run --workers`` binds it in the
-supervisor, and each worker serves it on its own event loop.
+with an error naming it, instead of silently taking half the probes. gunicorn's worker
+processes share one socket, which the master binds before it forks them
+(:class:`gracekit.server.gunicorn.Worker`), and each worker serves it on its own event loop.
+uvicorn's worker processes (``gracekit run --workers N``) have no such master: each would bind
+the port itself, so a port other than 0 is refused with them, before any worker binds it.
 
 The address defaults to the one the application's server binds: a server on 127.0.0.1 has a
 management port on 127.0.0.1, one on 0.0.0.0 (in a pod) has it on 0.0.0.0.
@@ -14,24 +15,32 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import signal
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from .uvicorn import find_server
 
 __all__ = [
     "LOOPBACK",
+    "WORKERS_VARIABLE",
     "bind",
     "is_loopback",
     "server_host",
     "set_server_host",
     "share",
     "shared",
+    "uvicorn_workers",
+    "workers_refusal",
 ]
 
 LOOPBACK = "127.0.0.1"
 BACKLOG = 2048
+#: Set by ``gracekit run --workers N`` (and ``gracekit.serve(workers=N)``) for the uvicorn
+#: worker processes it starts: how many there are.
+WORKERS_VARIABLE = "GRACEKIT_UVICORN_WORKERS"
 
 # Sockets bound before this worker process started, by port; and the address the server's
 # own sockets are bound to when the server told us (gunicorn's workers get theirs from the
@@ -64,9 +73,9 @@ def bind(host: str, port: int) -> socket.socket:
             raise OSError(
                 exc.errno,
                 f"the management port {where} is in use by another process: give each process "
-                "a port of its own (GRACEKIT_MANAGEMENT_PORT); the worker processes of one "
-                "server share one, bound before they start (gunicorn with "
-                "gracekit.server.gunicorn.Worker, gracekit run --workers)",
+                "a port of its own (GRACEKIT_MANAGEMENT_PORT); worker processes share one "
+                "only under gunicorn with gracekit.server.gunicorn.Worker and "
+                "GRACEKIT_MANAGEMENT_PORT set, whose master binds it once for all of them",
             ) from None
         raise OSError(exc.errno, f"cannot listen on the management port {where}: {exc}") from None
     return sock
@@ -81,6 +90,27 @@ def share(sock: socket.socket) -> None:
 def shared(port: int) -> socket.socket | None:
     """The socket bound for *port* before this process started serving, if one was."""
     return _SHARED.get(port) if port else None
+
+
+def uvicorn_workers(environ: Mapping[str, str] = os.environ) -> int:
+    """How many uvicorn worker processes serve the app with this one, as ``gracekit run``
+    told them (:data:`WORKERS_VARIABLE`); 1 when it did not."""
+    try:
+        return max(1, int(environ.get(WORKERS_VARIABLE, "1")))
+    except ValueError:
+        return 1
+
+
+def workers_refusal(port: int, workers: int) -> str:
+    """Why *workers* uvicorn worker processes cannot serve the management port *port*, and
+    what to run instead."""
+    return (
+        f"{workers} uvicorn worker processes cannot share the management port {port}: each "
+        "would bind it itself, and only one can. For several workers, run them under gunicorn, "
+        f"whose master binds the port once for all of them: GRACEKIT_MANAGEMENT_PORT={port} "
+        f"gunicorn -k gracekit.server.gunicorn.Worker -w {workers} MODULE:APP; or run one "
+        "worker per process"
+    )
 
 
 def set_server_host(host: str | None) -> None:
