@@ -40,6 +40,9 @@ def postgres_check(
         accepted: the values (compared as strings) *schema_query* may return.
         options: the other settings of :class:`~gracekit.Check` (timeout, interval, probes...).
 
+    The password of *dsn*, or of the DSN the pool connects with, is masked in the check's
+    error texts, with the pieces of it a parse error may repeat.
+
     Raises:
         ImportError: asyncpg is not installed (``pip install 'gracekit[postgres]'``).
         ValueError: neither or both of *pool* and *dsn*, or a schema query without accepted
@@ -70,10 +73,15 @@ def postgres_check(
             )
         return {"schema": str(value)}
 
+    known: list[object] = []  # the pool whose secrets the check has learnt
+
     async def through_pool() -> dict[str, object] | None:
         current = pool if isinstance(pool, driver.Pool) else pool() if pool else None
         if current is None:
             raise CheckFailed("the connection pool is not created yet")
+        if not any(seen is current for seen in known):
+            check.secrets.add(*pool_secrets(current))
+            known[:] = [current]
         async with current.acquire() as conn:
             return verify(await conn.fetchval(query))
 
@@ -87,4 +95,18 @@ def postgres_check(
             raise
         return verify(value)
 
-    return Check(name, through_pool if pool is not None else through_dsn, **options)
+    check = Check(name, through_pool if pool is not None else through_dsn, **options)
+    check.secrets.add(dsn)
+    return check
+
+
+def pool_secrets(pool: object) -> list[str]:
+    """The DSN and password an asyncpg pool connects with.
+
+    asyncpg keeps them in ``Pool._connect_args`` and ``Pool._connect_kwargs``, with no public
+    way to read them; ``tests/test_redaction.py`` fails if they move.
+    """
+    args = getattr(pool, "_connect_args", None) or ()
+    kwargs = getattr(pool, "_connect_kwargs", None) or {}
+    candidates = [*args[:1], kwargs.get("dsn"), kwargs.get("password")]
+    return [value for value in candidates if isinstance(value, str)]

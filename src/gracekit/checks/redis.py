@@ -36,6 +36,9 @@ def redis_check(
         options: the other settings of :class:`~gracekit.Check`. For a cache that can fail
             without taking the pod out of rotation, pass ``probes="informational"``.
 
+    The password of *url*, or the client's, is masked in the check's error texts, with the
+    pieces of it a parse error may repeat.
+
     Raises:
         ImportError: redis is not installed (``pip install 'gracekit[redis]'``).
         ValueError: neither or both of *client* and *url*.
@@ -62,11 +65,16 @@ def redis_check(
                 f"client must be a redis.asyncio.Redis or a callable, not {type(client).__name__}"
             )
         source = client
+        known: list[object] = []  # the client whose password the check has learnt
 
         async def run() -> dict[str, object] | None:
             current = source if isinstance(source, driver.Redis) else source()
             if current is None:
                 raise CheckFailed("the Redis client is not created yet")
+            if not any(seen is current for seen in known):
+                settings = current.connection_pool.connection_kwargs
+                check.secrets.add(settings.get("password"))
+                known[:] = [current]
             return await probe(current)
 
     else:
@@ -78,4 +86,6 @@ def redis_check(
             finally:
                 await close_bounded(redis.aclose)
 
-    return Check(name, run, **options)
+    check = Check(name, run, **options)
+    check.secrets.add(url)
+    return check

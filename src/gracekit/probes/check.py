@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from .. import _validate
+from .secrets import Secrets
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -84,6 +85,10 @@ class Check:
             randomised, so a fleet of pods does not poll a dependency in lockstep.
         stale_after: seconds after the last result at which it counts as failing ("stale");
             default ``3 * interval + timeout``.
+        secrets: passwords, tokens, or URLs and DSNs with credentials that the check knows:
+            they are masked in its error texts, and so are the pieces of them a parser may
+            repeat (see :class:`~gracekit.probes.secrets.Secrets`). The built-in checks add
+            their own URL's, DSN's or pool's.
 
     Raises:
         TypeError, ValueError: for a setting of the wrong type or out of range.
@@ -97,6 +102,7 @@ class Check:
         "jitter",
         "name",
         "probes",
+        "secrets",
         "stale_after",
         "success_threshold",
         "timeout",
@@ -115,6 +121,7 @@ class Check:
         initial_delay: float = 0.0,
         jitter: float = DEFAULT_JITTER,
         stale_after: float | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.name = _validate.name(name, what="check name")
         if not callable(func):
@@ -138,6 +145,7 @@ class Check:
             initial_delay, what=f"initial_delay of check {name!r}", allow_zero=True
         )
         self.jitter = _validate.fraction(jitter, what=f"jitter of check {name!r}")
+        self.secrets = Secrets(secrets)
         if stale_after is None:
             self.stale_after = 3 * self.interval + self.timeout
         else:
