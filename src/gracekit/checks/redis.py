@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .._optional import require
 from ..errors import CheckFailed
 from ..probes.check import Check
-from ._common import close_bounded
+from ._common import close_bounded, housekeeping, measured, with_housekeeping
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -30,7 +30,8 @@ def redis_check(
         client: a ``redis.asyncio.Redis`` client the application already has, or a function
             returning it (or None while it is not created yet, which fails the check).
         url: instead of a client, a ``redis://`` URL: each run opens its own connection and
-            closes it.
+            closes it. *timeout* then bounds the PING (and the key's lookup); connecting is
+            bounded apart (``housekeeping_timeout``, default three times *timeout*).
         name: the check's name.
         key: a key that must exist for the check to pass (a warmed cache, say).
         options: the other settings of :class:`~gracekit.Check`. For a cache that can fail
@@ -82,9 +83,16 @@ def redis_check(
         async def run() -> dict[str, object] | None:
             redis: Redis = driver.Redis.from_url(url, single_connection_client=True)
             try:
-                return await probe(redis)
+                # Connecting and the handshake (HELLO, CLIENT SETINFO) are housekeeping: a few
+                # round trips, timed apart from the PING.
+                with housekeeping(check, "connecting"):
+                    await redis.initialize()
+                with measured(check):
+                    return await probe(redis)
             finally:
                 await close_bounded(redis.aclose)
+
+        options = with_housekeeping(options)
 
     check = Check(name, run, **options)
     check.secrets.add(url)

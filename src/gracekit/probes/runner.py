@@ -160,21 +160,32 @@ async def run_once(state: CheckState) -> None:
     check = state.check
     started = time.monotonic()
     try:
-        with anyio.fail_after(check.timeout):
+        with anyio.CancelScope(deadline=anyio.current_time() + check.run_bound) as bound:
             detail = await _call(state)
-    except TimeoutError:
-        state.record_failure(
-            f"TimeoutError: no answer within {check.timeout:g} s", time.monotonic() - started
-        )
+    except TimeoutError:  # the check's own bound of its round trip, or a driver's timeout
+        error = f"TimeoutError: no answer within {check.timeout:g} s"
     except anyio.get_cancelled_exc_class():
         # A cancellation aimed at us is delivered again at the next checkpoint (anyio cancels
         # by level); one that the check raised on its own is not, and is just a failure.
         await anyio.lowlevel.checkpoint()
-        state.record_failure("CancelledError: the check was cancelled", time.monotonic() - started)
+        error = "CancelledError: the check was cancelled"
     except Exception as exc:
-        state.record_failure(describe_error(exc, check.secrets), time.monotonic() - started)
+        error = describe_error(exc, check.secrets)
     else:
-        state.record_success(detail, time.monotonic() - started)
+        if not bound.cancelled_caught:
+            state.record_success(detail, time.monotonic() - started)
+            return
+        error = _overran(check)
+    state.record_failure(error, time.monotonic() - started)
+
+
+def _overran(check: Check) -> str:
+    if check.housekeeping_timeout is None:
+        return f"TimeoutError: no answer within {check.timeout:g} s"
+    return (
+        f"TimeoutError: no answer within {check.run_bound:g} s ({check.timeout:g} s for the "
+        f"check's query, {check.housekeeping_timeout:g} s for its connection's housekeeping)"
+    )
 
 
 def _log_flip(state: CheckState) -> None:
