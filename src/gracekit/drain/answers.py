@@ -3,7 +3,9 @@ started response broken off; and requests cut while a worker thread works for th
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import time
 
 from starlette.types import Message
 
@@ -12,11 +14,40 @@ from ..deadlines.budget import EXPIRED, RequestDeadline
 from .cancellation import waits_on_thread
 from .inflight import InFlight
 
-__all__ = ["CONNECTION_CLOSE", "CutAnswers"]
+__all__ = ["CONNECTION_CLOSE", "CutAnswers", "broken_off"]
 
 logger = logging.getLogger("gracekit")
 
 CONNECTION_CLOSE = (b"connection", b"close")
+#: Seconds between two log lines about broken-off responses of one route.
+LOG_INTERVAL = 60.0
+_MAX_ROUTES_LOGGED = 256
+
+# uvicorn logs this at ERROR for every response an app leaves incomplete, which is how a
+# response cut off on purpose must end (the client must not mistake it for a whole one).
+# gracekit logs those itself, once per route and interval, and drops uvicorn's line for them:
+# the flag is set in the request's task, where uvicorn logs it. tests/test_cut_short.py fails
+# if uvicorn's message changes.
+_UVICORN_INCOMPLETE = "ASGI callable returned without completing response."
+_BROKEN_OFF: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "gracekit_broken_off", default=False
+)
+
+
+class _DropBrokenOff(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == _UVICORN_INCOMPLETE and _BROKEN_OFF.get())
+
+
+_DROP_BROKEN_OFF = _DropBrokenOff()
+
+
+def broken_off() -> None:
+    """Say, in the request's own task, that gracekit broke its response off on purpose."""
+    _BROKEN_OFF.set(True)
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if _DROP_BROKEN_OFF not in uvicorn_errors.filters:
+        uvicorn_errors.addFilter(_DROP_BROKEN_OFF)
 
 
 class CutAnswers:
@@ -29,6 +60,8 @@ class CutAnswers:
 
     def __init__(self, inflight: InFlight, *, retry_after: int) -> None:
         self._inflight = inflight
+        #: By route: when the next line may be logged, and the lines held back since the last.
+        self._logged: dict[str, tuple[float, int]] = {}
         self._unavailable = problem(
             503,
             "Service Unavailable",
@@ -66,19 +99,13 @@ class CutAnswers:
         where that is still possible: a response that has started can only be broken off.
         Returns the status sent, or None when the response could only be broken off."""
         inflight = self._inflight
-        scope, send = deadline.scope, deadline.send
+        send = deadline.send
         if send is None:  # pragma: no cover - the middleware always gives its send
             return None
         if deadline.cut == EXPIRED:
             if deadline.response_started:
                 inflight.expired_responses += 1
-                logger.warning(
-                    "%s %s: its %.3g s deadline passed after the response started; the "
-                    "response was cut off",
-                    scope.get("method"),
-                    deadline.route.template or scope.get("path"),
-                    deadline.budget or 0.0,
-                )
+                self._log_cut_off(deadline)
                 return None
             inflight.expired += 1
             start, body = self._gateway_timeout(deadline)
@@ -93,22 +120,47 @@ class CutAnswers:
         status: int = start["status"]
         return status
 
+    def _log_cut_off(self, deadline: RequestDeadline) -> None:
+        """Log a response broken off at its deadline: once per route and LOG_INTERVAL, since
+        a caller decides how often it happens (with the budget it sends)."""
+        template = deadline.route.template
+        key = template or "<unmatched>"
+        now = time.monotonic()
+        next_at, held_back = self._logged.get(key, (0.0, 0))
+        if now < next_at:
+            self._logged[key] = (next_at, held_back + 1)
+            return
+        if len(self._logged) >= _MAX_ROUTES_LOGGED and key not in self._logged:
+            self._logged.clear()  # unmatched paths are few; never let them grow this without end
+        self._logged[key] = (now + LOG_INTERVAL, 0)
+        scope = deadline.scope
+        logger.warning(
+            "%s %s: %s ran out after the response started; the response was cut off%s",
+            scope.get("method"),
+            template or scope.get("path"),
+            _whose(deadline),
+            f" ({held_back} more since the last such line)" if held_back else "",
+        )
+
     def _gateway_timeout(self, deadline: RequestDeadline) -> tuple[Message, Message]:
         scope = deadline.scope
         route = deadline.route.template or scope.get("path", "")
         budget = deadline.budget or 0.0
-        whose = (
-            f"the {budget:.3g} s budget its caller sent"
-            if deadline.source == "inbound"
-            else f"its {budget:.3g} s deadline"
-        )
         extra = [CONNECTION_CLOSE] if self._inflight.closing else []
         method = scope.get("method", "GET")
         return problem(
             504,
             "Gateway Timeout",
-            f"{method} {route} did not finish within {whose}.",
+            f"{method} {route} did not finish within {_whose(deadline)}.",
             *extra,
             route=route,
             budget_s=round(budget, 6),
         )
+
+
+def _whose(deadline: RequestDeadline) -> str:
+    """Whose deadline it was: the route's own, or the budget the caller sent."""
+    budget = deadline.budget or 0.0
+    if deadline.source == "inbound":
+        return f"the {budget:.3g} s budget its caller sent"
+    return f"its {budget:.3g} s deadline"

@@ -29,7 +29,7 @@ def waits_on_thread(task: asyncio.Task[object]) -> bool:
     """True while *task* holds a token of anyio's default thread limiter: it waits for a worker
     thread (a sync endpoint, through Starlette's ``run_in_threadpool``), which cannot be
     interrupted. Cancelling it would give the token back while the thread runs on, and the next
-    request would start another thread. ``tests/test_thread_slots.py`` pins the behaviour this
+    request would start another thread. ``tests/test_cut_short.py`` pins the behaviour this
     relies on: the waiting task is a borrower, in ``CapacityLimiter.statistics().borrowers``."""
     return task in anyio.to_thread.current_default_thread_limiter().statistics().borrowers
 

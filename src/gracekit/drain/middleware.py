@@ -14,7 +14,7 @@ from .. import _validate
 from ..deadlines.budget import RequestDeadline, activate, deactivate
 from ..deadlines.headers import inbound_budget
 from ..deadlines.routes import RouteTable, find_routes
-from .answers import CONNECTION_CLOSE, CutAnswers
+from .answers import CONNECTION_CLOSE, CutAnswers, broken_off
 from .cancellation import absorb_cancellation, cancelled_by_others, still_cancelled
 from .inflight import current_task
 
@@ -228,6 +228,8 @@ class DrainMiddleware:
             if deadline.held is not None:
                 status = await self._answers.finish(deadline) or status
         finally:
+            if deadline.cut is not None and deadline.response_started and finished is None:
+                broken_off()  # on purpose: uvicorn need not log it as an error
             deactivate(token)
             deadline.disarm()
             del requests[task]

@@ -1,12 +1,12 @@
-"""A service with a slow sync endpoint, for the thread-slot tests: its thread limiter is small,
-and it reports how many of its threads run at once."""
+"""A service whose requests get cut short: a slow sync endpoint (its thread limiter is small,
+and it reports how many of its threads run at once) and a slow stream."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from gracekit import DrainMiddleware, Lifecycle
 
@@ -64,6 +64,20 @@ def build(limit: int = LIMIT) -> tuple[FastAPI, Lifecycle, Threads]:
         finally:
             threads.leave()
         return PlainTextResponse("done", background=BackgroundTask(ran_in_background))
+
+    @app.get("/stream")
+    async def stream(sync: bool = False) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for n in range(30):
+                yield f"chunk {n}\n".encode()
+                await anyio.sleep(0.05)
+
+        def sync_chunks() -> Iterator[bytes]:  # each chunk from a worker thread
+            for n in range(30):
+                yield f"chunk {n}\n".encode()
+                time.sleep(0.05)
+
+        return StreamingResponse(sync_chunks() if sync else chunks(), media_type="text/plain")
 
     @app.get("/threads")
     async def counts() -> dict[str, Any]:
