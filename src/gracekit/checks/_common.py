@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 
-from ..errors import CheckFailed
 from ..probes.check import DEFAULT_TIMEOUT, Check
 
 #: How long closing a client may take once its check is over (timed out or not).
@@ -38,13 +37,13 @@ def measured(check: Check) -> Iterator[None]:
 @contextmanager
 def housekeeping(check: Check, what: str) -> Iterator[None]:
     """Work around the measured round trip (opening a connection, taking one from a pool),
-    bounded by the check's ``housekeeping_timeout``; past it, CheckFailed says what was slow.
-    Work after the round trip (giving the connection back) is bounded by the runner."""
+    bounded by the check's ``housekeeping_timeout``; past it, a TimeoutError says what was
+    slow. Work after the round trip (giving the connection back) is bounded by the runner."""
     bound = check.housekeeping_timeout
     with anyio.move_on_after(math.inf if bound is None else bound) as scope:
         yield
     if scope.cancelled_caught:
-        raise CheckFailed(f"{what} took longer than {bound:g} s")
+        raise TimeoutError(f"{what} took longer than {bound:g} s")
 
 
 async def close_bounded(close: Callable[[], Awaitable[object]]) -> None:

@@ -145,7 +145,9 @@ async def give_back(pool: asyncpg.Pool[Any], conn: PoolConnectionProxy[Any]) -> 
         await pool.release(conn, timeout=bound)
     except TimeoutError:
         # asyncpg closed the connection; the pool replaces it.
-        raise CheckFailed(f"giving the connection back to the pool took {bound:.3g} s") from None
+        raise TimeoutError(
+            f"giving the connection back to the pool took longer than {bound:.3g} s"
+        ) from None
 
 
 def pool_secrets(pool: object) -> list[str]:

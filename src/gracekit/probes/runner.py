@@ -162,8 +162,11 @@ async def run_once(state: CheckState) -> None:
     try:
         with anyio.CancelScope(deadline=anyio.current_time() + check.run_bound) as bound:
             detail = await _call(state)
-    except TimeoutError:  # the check's own bound of its round trip, or a driver's timeout
-        error = f"TimeoutError: no answer within {check.timeout:g} s"
+    except TimeoutError as exc:  # the check's own bound of its round trip, or a driver's
+        if exc.args:  # one that says what took too long
+            error = describe_error(exc, check.secrets)
+        else:
+            error = f"TimeoutError: no answer within {check.timeout:g} s"
     except anyio.get_cancelled_exc_class():
         # A cancellation aimed at us is delivered again at the next checkpoint (anyio cancels
         # by level); one that the check raised on its own is not, and is just a failure.
