@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
+    ExitStack,
     asynccontextmanager,
     contextmanager,
 )
@@ -455,7 +456,7 @@ class Lifecycle:
         # the body must reach the caller as itself, not wrapped in an ExceptionGroup.
         tg = anyio.create_task_group()
         await tg.__aenter__()
-        signals = self._signals()
+        signals = ExitStack()
         try:
             self._started_at = time.monotonic()
             self._trace_events()
@@ -472,7 +473,7 @@ class Lifecycle:
                 tg.start_soon(self._run_daemon, daemon)
             self._draining = anyio.Event()
             self.termination.start(tg)
-            signals.__enter__()  # unless the lifespan took them over already
+            signals.enter_context(self._signals())  # unless the lifespan took them already
             self._warn_if_grace_period_short()
             yield self
         finally:
@@ -481,7 +482,7 @@ class Lifecycle:
             finally:
                 # The signals stay ours until the hooks are done: a repeated SIGTERM during
                 # them must not reach the server (uvicorn would re-raise it at exit: 143).
-                signals.__exit__(None, None, None)
+                signals.close()
                 self._phase = Phase.STOPPED
                 self._running = False
                 try:
