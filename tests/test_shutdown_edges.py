@@ -12,10 +12,14 @@ from contextlib import contextmanager
 import anyio
 import httpx
 import pytest
+from starlette.applications import Starlette
 
+from gracekit import Lifecycle, ShutdownTiming
 from gracekit.drain import hooks
 from gracekit.drain.hooks import HookAbandoned, run_hook
+from gracekit.events import LifecycleEvent
 from gracekit.server.signals import BLOCKED_LOOP
+from tests.support.asgi import eventually, lifespan
 from tests.support.server import TEST_APPS, Server, free_port, run_uvicorn, wait_until
 
 SLACK = 2.0  # seconds of slack on every "exits by" bound, for a noisy shared machine
@@ -107,6 +111,31 @@ async def test_a_forced_shutdown_leaves_a_running_hook_one_second() -> None:
             await run_hook(long, bound=30, hurry=hurry)
     elapsed = time.monotonic() - started
     assert 0.1 + hooks.FORCED_HOOK_TIMEOUT <= elapsed < 0.1 + hooks.FORCED_HOOK_TIMEOUT + 1
+
+
+@pytest.mark.anyio
+async def test_a_shutdown_before_readiness_ever_passed_has_no_delay() -> None:
+    lifecycle = Lifecycle(shutdown=ShutdownTiming(delay=30, drain_timeout=1))
+    warm = lifecycle.gate("warm")
+    seen: list[LifecycleEvent] = []
+    lifecycle.on_event(seen.append)
+    app = Starlette(lifespan=lifecycle.lifespan())
+    async with lifespan(app):  # gracekit's own startup: the gate holds readiness back
+        lifecycle.shutdown()
+        with anyio.fail_after(2):
+            await lifecycle.termination.wait_drain_started()
+    draining = [e for e in seen if e.kind == "draining"][-1]
+    assert (draining.fields["delay_s"], draining.fields["ever_ready"]) == (0.0, False)
+
+    async with lifespan(app):  # ready once, then not: the delay is needed again
+        warm.open()
+        await eventually(lambda: lifecycle.readiness().ok)
+        warm.close()
+        lifecycle.shutdown()
+        draining = [e for e in seen if e.kind == "draining"][-1]
+        assert (draining.fields["delay_s"], draining.fields["ever_ready"]) == (30, True)
+        lifecycle.shutdown(source="test", delay=0)  # ignored: under way already
+        lifecycle.termination.force("test")  # no need to wait out the 30 s here
 
 
 # -- real processes ----------------------------------------------------------------------------
