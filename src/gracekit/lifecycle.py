@@ -27,6 +27,7 @@ import anyio
 from starlette.types import ASGIApp
 
 from . import _validate
+from .drain.answers import quiet_broken_off
 from .drain.inflight import InFlight
 from .drain.sequence import ServerControl, ShutdownHook, ShutdownReport, Termination
 from .drain.timing import ShutdownTiming, grace_period_from_env
@@ -456,7 +457,7 @@ class Lifecycle:
         # the body must reach the caller as itself, not wrapped in an ExceptionGroup.
         tg = anyio.create_task_group()
         await tg.__aenter__()
-        signals = ExitStack()
+        while_running = ExitStack()  # what is the lifecycle's only while it runs
         try:
             self._started_at = time.monotonic()
             self._trace_events()
@@ -473,7 +474,8 @@ class Lifecycle:
                 tg.start_soon(self._run_daemon, daemon)
             self._draining = anyio.Event()
             self.termination.start(tg)
-            signals.enter_context(self._signals())  # unless the lifespan took them already
+            while_running.enter_context(self._signals())  # unless the lifespan has them
+            while_running.enter_context(quiet_broken_off())
             self._warn_if_grace_period_short()
             yield self
         finally:
@@ -482,7 +484,7 @@ class Lifecycle:
             finally:
                 # The signals stay ours until the hooks are done: a repeated SIGTERM during
                 # them must not reach the server (uvicorn would re-raise it at exit: 143).
-                signals.close()
+                while_running.close()
                 self._phase = Phase.STOPPED
                 self._running = False
                 try:

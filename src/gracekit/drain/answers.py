@@ -3,9 +3,11 @@ started response broken off; and requests cut while a worker thread works for th
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import time
+from collections.abc import Iterator
 
 from starlette.types import Message
 
@@ -14,7 +16,7 @@ from ..deadlines.budget import EXPIRED, RequestDeadline
 from .cancellation import waits_on_thread
 from .inflight import InFlight
 
-__all__ = ["CONNECTION_CLOSE", "CutAnswers", "broken_off"]
+__all__ = ["CONNECTION_CLOSE", "CutAnswers", "broken_off", "quiet_broken_off"]
 
 logger = logging.getLogger("gracekit")
 
@@ -25,9 +27,9 @@ _MAX_ROUTES_LOGGED = 256
 
 # uvicorn logs this at ERROR for every response an app leaves incomplete, which is how a
 # response cut off on purpose must end (the client must not mistake it for a whole one).
-# gracekit logs those itself, once per route and interval, and drops uvicorn's line for them:
-# the flag is set in the request's task, where uvicorn logs it. tests/test_cut_short.py fails
-# if uvicorn's message changes.
+# gracekit logs those itself, once per route and interval, and drops uvicorn's line for them
+# while a lifecycle runs: the flag is set in the request's task, where uvicorn logs it.
+# tests/test_cut_short.py fails if uvicorn's message changes.
 _UVICORN_INCOMPLETE = "ASGI callable returned without completing response."
 _BROKEN_OFF: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "gracekit_broken_off", default=False
@@ -42,12 +44,26 @@ class _DropBrokenOff(logging.Filter):
 _DROP_BROKEN_OFF = _DropBrokenOff()
 
 
+_FILTERING = [0]  # lifecycles running, each with the filter in place
+
+
 def broken_off() -> None:
     """Say, in the request's own task, that gracekit broke its response off on purpose."""
     _BROKEN_OFF.set(True)
+
+
+@contextlib.contextmanager
+def quiet_broken_off() -> Iterator[None]:
+    """While a lifecycle runs: uvicorn does not log the responses gracekit broke off."""
     uvicorn_errors = logging.getLogger("uvicorn.error")
-    if _DROP_BROKEN_OFF not in uvicorn_errors.filters:
-        uvicorn_errors.addFilter(_DROP_BROKEN_OFF)
+    _FILTERING[0] += 1
+    uvicorn_errors.addFilter(_DROP_BROKEN_OFF)  # once: a logger keeps one of each filter
+    try:
+        yield
+    finally:
+        _FILTERING[0] -= 1
+        if not _FILTERING[0]:
+            uvicorn_errors.removeFilter(_DROP_BROKEN_OFF)
 
 
 class CutAnswers:
