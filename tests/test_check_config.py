@@ -22,6 +22,10 @@ def test_defaults() -> None:
     assert not check.informational
     assert "db" in repr(check)
     assert "readiness" in repr(check)
+    assert check.housekeeping_timeout is None
+    assert check.run_bound == 1.0
+    kept = Check("db", ok, timeout=1.0, housekeeping_timeout=2.0)
+    assert (kept.run_bound, kept.stale_after) == (3.0, 3 * 5.0 + 3.0)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +63,7 @@ def test_probes(probes: object, expected: set[str]) -> None:
         ({"jitter": math.nan}, "jitter of check 'db' must be in [0, 1)"),
         ({"probes": ["informational", "readiness"]}, "cannot be 'informational' and gate"),
         ({"stale_after": 1.0, "interval": 5.0}, "stale_after of check 'db'"),
+        ({"housekeeping_timeout": 0}, "housekeeping_timeout of check 'db' must be > 0"),
     ],
 )
 def test_invalid_values_raise_value_error(options: dict[str, object], message: str) -> None:

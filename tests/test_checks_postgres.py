@@ -15,7 +15,7 @@ from gracekit.checks import postgres_check
 from gracekit.probes.runner import run_once
 from tests.support.asgi import eventually
 from tests.support.faultproxy import FaultProxy
-from tests.support.faults import FAULTS, probe_through_fault, proxy_to, run
+from tests.support.faults import FAULTS, probe_through_fault, proxy_to, ready_while_slow, run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -186,3 +186,23 @@ async def test_probes_through_faults(
         return
     async with asyncpg.create_pool(through(postgres_dsn, proxy), min_size=1, max_size=2) as pool:
         await probe_through_fault(postgres_check(pool, **options), proxy, fault)
+
+
+async def test_a_slow_database_does_not_fail_a_pool_check(
+    postgres_dsn: str, proxy: FaultProxy
+) -> None:
+    # The query and the pool's reset on release take a round trip each: only the query counts.
+    async with asyncpg.create_pool(through(postgres_dsn, proxy), min_size=1, max_size=2) as pool:
+        try:
+            await ready_while_slow(
+                postgres_check(pool, timeout=1.0, interval=1.0), proxy, seconds=10
+            )
+        finally:
+            proxy.pass_through()
+
+
+async def test_a_slow_database_does_not_fail_a_dsn_check(
+    postgres_dsn: str, proxy: FaultProxy
+) -> None:
+    check = postgres_check(dsn=through(postgres_dsn, proxy), timeout=1.0, interval=1.0)
+    await ready_while_slow(check, proxy, seconds=4)

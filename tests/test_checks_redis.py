@@ -13,7 +13,7 @@ from gracekit.checks import redis_check
 from gracekit.probes.runner import run_once
 from tests.support.asgi import eventually
 from tests.support.faultproxy import FaultProxy
-from tests.support.faults import FAULTS, probe_through_fault, proxy_to, run
+from tests.support.faults import FAULTS, probe_through_fault, proxy_to, ready_while_slow, run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -111,5 +111,20 @@ async def test_probes_through_faults(proxy: FaultProxy, fault: str, mode: str) -
     client = aioredis.Redis.from_url(through(proxy), socket_connect_timeout=0.25)
     try:
         await probe_through_fault(redis_check(client, **options), proxy, fault)
+    finally:
+        await client.aclose()
+
+
+async def test_a_slow_server_does_not_fail_a_url_check(proxy: FaultProxy) -> None:
+    # Each run connects and shakes hands (several round trips) before its PING: only the PING
+    # counts.
+    check = redis_check(url=through(proxy), timeout=1.0, interval=1.0)
+    await ready_while_slow(check, proxy, seconds=4)
+
+
+async def test_a_slow_server_does_not_fail_a_client_check(proxy: FaultProxy) -> None:
+    client = aioredis.Redis.from_url(through(proxy))
+    try:
+        await ready_while_slow(redis_check(client, timeout=1.0, interval=1.0), proxy, seconds=4)
     finally:
         await client.aclose()

@@ -66,6 +66,32 @@ async def test_hanging_check_fails_after_its_timeout() -> None:
     assert 0.1 <= elapsed < 1.0
 
 
+async def test_housekeeping_is_bounded_apart_from_the_measured_round_trip() -> None:
+    async def measures_its_round_trip(housekeeping: float, round_trip: float) -> None:
+        await anyio.sleep(housekeeping)  # taking a connection: not the dependency's answer
+        with anyio.fail_after(0.1):
+            await anyio.sleep(round_trip)
+
+    slow_setup = state_of(
+        lambda: measures_its_round_trip(0.15, 0), timeout=0.1, housekeeping_timeout=0.3
+    )
+    await run_once(slow_setup)
+    assert slow_setup.error is None, "0.15 s of housekeeping fit in its own 0.3 s"
+    slow_answer = state_of(
+        lambda: measures_its_round_trip(0, 0.2), timeout=0.1, housekeeping_timeout=0.3
+    )
+    await run_once(slow_answer)
+    assert slow_answer.error == "TimeoutError: no answer within 0.1 s"
+    stuck = state_of(lambda: measures_its_round_trip(5, 0), timeout=0.1, housekeeping_timeout=0.2)
+    started = time.monotonic()
+    await run_once(stuck)
+    assert time.monotonic() - started < 1.0, "housekeeping never holds the runner"
+    assert stuck.error == (
+        "TimeoutError: no answer within 0.3 s (0.1 s for the check's query, 0.2 s for its "
+        "connection's housekeeping)"
+    )
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

@@ -13,14 +13,21 @@ import os
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    ExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 from starlette.types import ASGIApp
 
 from . import _validate
+from .drain.answers import quiet_broken_off
 from .drain.inflight import InFlight
 from .drain.sequence import ServerControl, ShutdownHook, ShutdownReport, Termination
 from .drain.timing import ShutdownTiming, grace_period_from_env
@@ -136,8 +143,13 @@ class Lifecycle:
         self.inflight = InFlight()
         #: Every transition, logged once and handed to the listeners of :meth:`on_event`.
         self.events = EventBus(phase=lambda: self._phase.value, in_flight=self.inflight.__len__)
+        self._ever_ready = False  # readiness has passed once in this run
         self.termination = Termination(
-            self.timing, self.inflight, self.events, on_draining=self.begin_draining
+            self.timing,
+            self.inflight,
+            self.events,
+            on_draining=self.begin_draining,
+            ever_ready=lambda: self._ever_ready,
         )
         #: Told about every request the drain middleware served (metrics), or None.
         self.request_observer: RequestObserver | None = None
@@ -153,6 +165,9 @@ class Lifecycle:
         #: does not subscribe its own bridge to the global tracer provider.
         self.traced = False
         self._started_at: float | None = None
+        self._signals_taken = False
+        #: Cancels the application's own lifespan startup while it runs (a shutdown then).
+        self._app_startup: anyio.CancelScope | None = None
 
     # -- registration ---------------------------------------------------------------------
 
@@ -268,6 +283,8 @@ class Lifecycle:
             self._phase = Phase.DRAINING
             if self._draining is not None:
                 self._draining.set()
+            if self._app_startup is not None:
+                self._app_startup.cancel()  # nothing to serve, nothing to wait for
             self._nudge()
 
     @property
@@ -413,7 +430,7 @@ class Lifecycle:
     def readiness(self, *, exclude: Collection[str] = ()) -> ProbeResult:
         """Should this pod receive traffic now? Checks and gates named in *exclude* are
         ignored. A failing informational check makes the answer "degraded", still ready."""
-        return readiness_verdict(
+        result = readiness_verdict(
             phase=self._phase.value,
             running=self._running,
             ready_at=self._ready_at,
@@ -423,6 +440,9 @@ class Lifecycle:
             exclude=exclude,
             now=time.monotonic(),
         )
+        if result.ok and not exclude:
+            self._ever_ready = True  # from now on a shutdown needs its delay
+        return result
 
     # -- running ----------------------------------------------------------------------------
 
@@ -432,15 +452,13 @@ class Lifecycle:
 
         :meth:`lifespan` uses this; call it directly when there is no ASGI lifespan to join.
         """
-        self._ensure_not_running("start the lifecycle")
-        if self._phase is Phase.STOPPED:
-            self._reset()  # run again, as test suites do with one app: start from scratch
+        self._prepare()
         self._running = True
         # The task group is entered and left by hand, not around the yield: an exception from
         # the body must reach the caller as itself, not wrapped in an ExceptionGroup.
         tg = anyio.create_task_group()
         await tg.__aenter__()
-        detach: Callable[[], None] | None = None
+        while_running = ExitStack()  # what is the lifecycle's only while it runs
         try:
             self._started_at = time.monotonic()
             self._trace_events()
@@ -457,7 +475,8 @@ class Lifecycle:
                 tg.start_soon(self._run_daemon, daemon)
             self._draining = anyio.Event()
             self.termination.start(tg)
-            detach = attach_signals(self) if self.handle_signals else None
+            while_running.enter_context(self._signals())  # unless the lifespan has them
+            while_running.enter_context(quiet_broken_off())
             self._warn_if_grace_period_short()
             yield self
         finally:
@@ -466,8 +485,7 @@ class Lifecycle:
             finally:
                 # The signals stay ours until the hooks are done: a repeated SIGTERM during
                 # them must not reach the server (uvicorn would re-raise it at exit: 143).
-                if detach is not None:
-                    detach()
+                while_running.close()
                 self._phase = Phase.STOPPED
                 self._running = False
                 try:
@@ -478,6 +496,56 @@ class Lifecycle:
                     tg.cancel_scope.cancel()
                     await tg.__aexit__(None, None, None)
                     self.events.bind(None)
+
+    def _prepare(self) -> None:
+        self._ensure_not_running("start the lifecycle")
+        if self._phase is Phase.STOPPED:
+            self._reset()  # run again, as test suites do with one app: start from scratch
+        self._trace_events()
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT are the lifecycle's in the block (unless they are already)."""
+        if not self.handle_signals or self._signals_taken:
+            yield
+            return
+        detach = attach_signals(self)
+        self._signals_taken = True
+        try:
+            yield
+        finally:
+            self._signals_taken = False
+            if detach is not None:
+                detach()
+
+    async def _start_app(
+        self, stack: AsyncExitStack, lifespan: AbstractAsyncContextManager[Any]
+    ) -> tuple[bool, Any]:
+        """Enter the application's own lifespan; (False, None) if a shutdown cancelled its
+        startup (a SIGTERM, or a preStop call, while it ran)."""
+        with anyio.CancelScope() as scope:
+            self._app_startup = scope
+            if self.termination.requested:
+                scope.cancel()
+            try:
+                return True, await stack.enter_async_context(lifespan)
+            except Exception as exc:
+                if not scope.cancel_called:
+                    raise
+                # Its own error in place of the cancellation (a driver that wraps it).
+                logger.info("the application's startup ended with %r when cancelled", exc)
+            finally:
+                self._app_startup = None
+        return False, None
+
+    def _stop_unstarted(self) -> None:
+        """A shutdown during the application's own startup: nothing was served and nothing
+        started, so there is nothing to drain and no hook to run; the server stops now."""
+        logger.info("shutdown during the application's startup: stopping without serving")
+        if self.termination.server is not None:
+            self.termination.server.stop_accepting()
+        self._phase = Phase.STOPPED
+        self._emit_stopped()
 
     def _trace_events(self) -> None:
         # With opentelemetry-api installed, every event is also a span; no hard dependency.
@@ -518,6 +586,7 @@ class Lifecycle:
         self._phase = Phase.STARTING
         self._broken = None
         self._ready_at = None
+        self._ever_ready = False
         self.termination.reset()
 
     async def _start(self) -> None:
@@ -552,15 +621,23 @@ class Lifecycle:
         @asynccontextmanager
         async def combined(app: Any) -> AsyncIterator[Any]:
             follow_server_logging()
-            # The management port opens first and closes last: it answers the startup probe
-            # while the app's own lifespan starts, and the kubelet until the very end.
-            async with self._management():
-                if lifespan is None:
-                    async with self.run():
+            # The signals are taken over first, so a SIGTERM during the application's own
+            # startup is gracekit's. The management port opens next and closes last: it answers
+            # the startup probe while the app's own lifespan starts, and the kubelet until the
+            # very end.
+            self._prepare()
+            async with AsyncExitStack() as stack:
+                stack.enter_context(self._signals())
+                await stack.enter_async_context(self._management())
+                state = None
+                if lifespan is not None:
+                    started, state = await self._start_app(stack, lifespan(app))
+                    if not started:
+                        self._stop_unstarted()
                         yield None
-                    return
-                async with lifespan(app) as state, self.run():
-                    yield state
+                        return
+                await stack.enter_async_context(self.run())
+                yield state
 
         return combined
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class Answer:
     headers: dict[bytes, bytes] = field(default_factory=dict)
     chunks: list[bytes] = field(default_factory=list)
     complete: bool = False  # the last body message (more_body false) was sent
+    sent_at: float | None = None  # time.monotonic() when it was
 
     @property
     def body(self) -> bytes:
@@ -135,6 +137,8 @@ async def call(
         elif message["type"] == "http.response.body":
             answer.chunks.append(message.get("body", b""))
             answer.complete = not message.get("more_body", False)
+            if answer.complete:
+                answer.sent_at = time.monotonic()
 
     task = asyncio.ensure_future(app(scope, receive, send))
     try:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -84,3 +85,37 @@ async def probe_through_fault(check: Check, proxy: FaultProxy, fault: str) -> No
         took = time.monotonic() - started
         assert took <= budget_up + MARGIN, f"readiness recovered only after {took:.2f} s"
         assert (await http.get("/health/ready")).status_code == 200
+
+
+#: Added to each round trip by a slow dependency: 250 ms each way.
+SLOW_ROUND_TRIP = 0.5
+
+
+async def ready_while_slow(check: Check, proxy: FaultProxy, *, seconds: float) -> None:
+    """Assert that *check* (timeout 1 s) keeps readiness at 200 for *seconds* while every round
+    trip to its dependency takes :data:`SLOW_ROUND_TRIP` longer, and that a hang still fails
+    it within its timeout and interval."""
+    lifecycle = Lifecycle()
+    lifecycle.add_check(check)
+    app = Starlette(
+        routes=[Mount("/health", app=ProbeApp(lifecycle))], lifespan=lifecycle.lifespan()
+    )
+    state = lifecycle.checks[check.name]
+    async with client(app) as http:
+        await eventually(lambda: lifecycle.readiness().ok, timeout=10)
+        proxy.delay(SLOW_ROUND_TRIP / 2)
+        runs = state.runs
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            answer = await http.get("/health/ready")
+            assert answer.status_code == 200, f"not ready while slow: {state.error}"
+            await anyio.sleep(0.1)
+        assert state.runs > runs, "the check ran while the server was slow"
+        assert state.consecutive_failures == 0, state.error
+        assert state.last_duration is not None
+        assert state.last_duration >= SLOW_ROUND_TRIP, "each run did wait for the slow server"
+
+        proxy.hang()
+        budget = check.interval * (1 + check.jitter) + check.run_bound + MARGIN
+        await eventually(lambda: not lifecycle.readiness().ok, timeout=budget)
+        assert (await http.get("/health/ready")).status_code == 503

@@ -76,4 +76,6 @@ def http_check(
             finally:
                 await close_bounded(http.aclose)
 
-    return Check(check_name, run, **options)
+    check = Check(check_name, run, **options)
+    check.secrets.add(url)  # the URL's credentials, which its error texts may repeat
+    return check

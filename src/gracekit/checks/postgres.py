@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from .._optional import require
 from ..errors import CheckFailed
 from ..probes.check import Check
+from ._common import housekeeping, measured, with_housekeeping
 
 if TYPE_CHECKING:
     import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+
+#: How long before the run's bound giving a connection back must end.
+_RELEASE_MARGIN = 0.1
 
 __all__ = ["postgres_check"]
 
@@ -39,6 +48,14 @@ def postgres_check(
             in *accepted*. This keeps a release from serving on a schema it cannot read.
         accepted: the values (compared as strings) *schema_query* may return.
         options: the other settings of :class:`~gracekit.Check` (timeout, interval, probes...).
+
+    *timeout* bounds the query's round trip; taking a connection from the pool (or opening
+    one) and giving it back (or closing it) is housekeeping, bounded separately
+    (``housekeeping_timeout``, default three times *timeout*), so a slow database fails the
+    check only when the query itself is slower than *timeout*.
+
+    The password of *dsn*, or of the DSN the pool connects with, is masked in the check's
+    error texts, with the pieces of it a parse error may repeat.
 
     Raises:
         ImportError: asyncpg is not installed (``pip install 'gracekit[postgres]'``).
@@ -70,21 +87,76 @@ def postgres_check(
             )
         return {"schema": str(value)}
 
+    async def round_trip(conn: Connection) -> object:
+        """The query the check measures; a connection that failed it is closed at once
+        (a polite release or close could hang on it), and the pool replaces it."""
+        try:
+            with measured(check):
+                if allowed is None:
+                    # The simple protocol: one round trip, where fetchval would prepare the
+                    # statement first on each new connection (two).
+                    return await conn.execute(query)
+                return await conn.fetchval(query)
+        except BaseException:
+            conn.terminate()
+            raise
+
+    known: list[object] = []  # the pool whose secrets the check has learnt
+
     async def through_pool() -> dict[str, object] | None:
         current = pool if isinstance(pool, driver.Pool) else pool() if pool else None
         if current is None:
             raise CheckFailed("the connection pool is not created yet")
-        async with current.acquire() as conn:
-            return verify(await conn.fetchval(query))
+        if not any(seen is current for seen in known):
+            check.secrets.add(*pool_secrets(current))
+            known[:] = [current]
+        with housekeeping(check, "taking a connection from the pool"):
+            conn = await current.acquire()
+        try:
+            value = await round_trip(conn)
+        finally:
+            await give_back(current, conn)
+        return verify(value)
 
     async def through_dsn() -> dict[str, object] | None:
-        conn = await driver.connect(dsn)
+        with housekeeping(check, "connecting"):
+            conn = await driver.connect(dsn)
+        value = await round_trip(conn)
         try:
-            value = await conn.fetchval(query)
             await conn.close()
         except BaseException:
             conn.terminate()  # closes the socket at once; a polite close could hang here
             raise
         return verify(value)
 
-    return Check(name, through_pool if pool is not None else through_dsn, **options)
+    options = with_housekeeping(options)
+    check = Check(name, through_pool if pool is not None else through_dsn, **options)
+    check.secrets.add(dsn)
+    return check
+
+
+async def give_back(pool: asyncpg.Pool[Any], conn: PoolConnectionProxy[Any]) -> None:
+    """Release *conn* to *pool*: its reset query is housekeeping, bounded by what is left of
+    the run rather than by the check's timeout. ``Pool.release`` shields the reset from
+    cancellation, so it gets a timeout of its own that ends it inside the run's bound."""
+    left = anyio.current_effective_deadline() - anyio.current_time()
+    bound = max(0.0, left - min(_RELEASE_MARGIN, left / 10))
+    try:
+        await pool.release(conn, timeout=bound)
+    except TimeoutError:
+        # asyncpg closed the connection; the pool replaces it.
+        raise TimeoutError(
+            f"giving the connection back to the pool took longer than {bound:.3g} s"
+        ) from None
+
+
+def pool_secrets(pool: object) -> list[str]:
+    """The DSN and password an asyncpg pool connects with.
+
+    asyncpg keeps them in ``Pool._connect_args`` and ``Pool._connect_kwargs``, with no public
+    way to read them; ``tests/test_redaction.py`` fails if they move.
+    """
+    args = getattr(pool, "_connect_args", None) or ()
+    kwargs = getattr(pool, "_connect_kwargs", None) or {}
+    candidates = [*args[:1], kwargs.get("dsn"), kwargs.get("password")]
+    return [value for value in candidates if isinstance(value, str)]

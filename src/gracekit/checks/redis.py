@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .._optional import require
 from ..errors import CheckFailed
 from ..probes.check import Check
-from ._common import close_bounded
+from ._common import close_bounded, housekeeping, measured, with_housekeeping
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -30,11 +30,15 @@ def redis_check(
         client: a ``redis.asyncio.Redis`` client the application already has, or a function
             returning it (or None while it is not created yet, which fails the check).
         url: instead of a client, a ``redis://`` URL: each run opens its own connection and
-            closes it.
+            closes it. *timeout* then bounds the PING (and the key's lookup); connecting is
+            bounded apart (``housekeeping_timeout``, default three times *timeout*).
         name: the check's name.
         key: a key that must exist for the check to pass (a warmed cache, say).
         options: the other settings of :class:`~gracekit.Check`. For a cache that can fail
             without taking the pod out of rotation, pass ``probes="informational"``.
+
+    The password of *url*, or the client's, is masked in the check's error texts, with the
+    pieces of it a parse error may repeat.
 
     Raises:
         ImportError: redis is not installed (``pip install 'gracekit[redis]'``).
@@ -62,11 +66,16 @@ def redis_check(
                 f"client must be a redis.asyncio.Redis or a callable, not {type(client).__name__}"
             )
         source = client
+        known: list[object] = []  # the client whose password the check has learnt
 
         async def run() -> dict[str, object] | None:
             current = source if isinstance(source, driver.Redis) else source()
             if current is None:
                 raise CheckFailed("the Redis client is not created yet")
+            if not any(seen is current for seen in known):
+                settings = current.connection_pool.connection_kwargs
+                check.secrets.add(settings.get("password"))
+                known[:] = [current]
             return await probe(current)
 
     else:
@@ -74,8 +83,17 @@ def redis_check(
         async def run() -> dict[str, object] | None:
             redis: Redis = driver.Redis.from_url(url, single_connection_client=True)
             try:
-                return await probe(redis)
+                # Connecting and the handshake (HELLO, CLIENT SETINFO) are housekeeping: a few
+                # round trips, timed apart from the PING.
+                with housekeeping(check, "connecting"):
+                    await redis.initialize()
+                with measured(check):
+                    return await probe(redis)
             finally:
                 await close_bounded(redis.aclose)
 
-    return Check(name, run, **options)
+        options = with_housekeeping(options)
+
+    check = Check(name, run, **options)
+    check.secrets.add(url)
+    return check

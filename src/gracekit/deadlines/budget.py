@@ -16,11 +16,13 @@ import sys
 import time
 from collections.abc import MutableMapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import DeadlineExceeded
 
 if TYPE_CHECKING:
+    from starlette.types import Send
+
     from .routes import RouteInfo, RouteTable
 
 __all__ = [
@@ -43,6 +45,14 @@ _CURRENT: ContextVar[RequestDeadline | None] = ContextVar("gracekit_deadline", d
 _ENDED: dict[str, Any] = {}  # the scope of every request that is over (never written to)
 
 
+class Owner(Protocol):
+    """What serves a request (the drain middleware), as its deadline needs it."""
+
+    def hold(self, deadline: RequestDeadline) -> bool:
+        """At the cut: True if the request was answered in its place instead of cancelled
+        (a worker thread works for it, and cannot be interrupted)."""
+
+
 class RequestDeadline:
     """The deadline of one request in flight.
 
@@ -52,18 +62,27 @@ class RequestDeadline:
         drain_at: the drain deadline, once the drain has started.
         cut: None while the request runs; why it was cut short once it was
             (:data:`EXPIRED` or :data:`DRAIN`, or another reason of the drain).
+        held: the task answering in the request's place, when it was cut while a worker
+            thread worked for it: the request keeps its own task, and with it its slot in the
+            thread limiter, until the thread returns.
     """
 
     __slots__ = (
         "_route",
         "_table",
+        "answered",
+        "answered_at",
         "cancels",
         "completed",
         "cut",
         "drain_at",
         "ended",
+        "held",
         "inbound",
+        "owner",
+        "response_started",
         "scope",
+        "send",
         "started",
         "task",
         "timer",
@@ -77,6 +96,9 @@ class RequestDeadline:
         inbound: float | None,
         drain_at: float | None,
         table: RouteTable,
+        *,
+        owner: Owner | None = None,
+        send: Send | None = None,
     ) -> None:
         self.task = task
         self.scope = scope
@@ -93,6 +115,14 @@ class RequestDeadline:
         self.ended = False
         #: How many cancellations gracekit asked of the task (each must be taken back).
         self.cancels = 0
+        #: What serves the request, and the server's send: to answer in the request's place.
+        self.owner = owner
+        self.send = send
+        self.response_started = False
+        self.held: asyncio.Task[None] | None = None
+        #: The status answered in the request's place (None: nothing could be sent).
+        self.answered: int | None = None
+        self.answered_at: float | None = None
         self._table = table
         self._route: RouteInfo | None = None
 
@@ -183,10 +213,22 @@ class RequestDeadline:
             self.timer = None
 
     def cancel(self, reason: str) -> None:
-        """Cut the request short: cancel its task, saying why."""
+        """Cut the request short: cancel its task, saying why; or, while a worker thread works
+        for it, have it answered in its place (see :attr:`held`)."""
+        if self.held is not None:
+            return  # answered already; it ends when its thread returns
         self.cut = reason
+        if self.owner is not None and self.owner.hold(self):
+            return
         self.cancels += 1
         self.task.cancel(f"gracekit: {reason}")
+
+    def stop(self) -> None:
+        """End a request that was answered in its place once its thread has returned (it
+        tries to answer again): cancel its task now."""
+        if not self.cancels:
+            self.cancels += 1
+            self.task.cancel(f"gracekit: {self.cut}")
 
     def take_back(self) -> bool:
         """Take back the cancellations gracekit asked for; True if others are pending."""

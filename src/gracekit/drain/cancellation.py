@@ -12,9 +12,26 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import anyio.to_thread
+
 from ..deadlines.budget import RequestDeadline
 
-__all__ = ["absorb_cancellation", "cancelled_by_others", "gracekits", "still_cancelled"]
+__all__ = [
+    "absorb_cancellation",
+    "cancelled_by_others",
+    "gracekits",
+    "still_cancelled",
+    "waits_on_thread",
+]
+
+
+def waits_on_thread(task: asyncio.Task[object]) -> bool:
+    """True while *task* holds a token of anyio's default thread limiter: it waits for a worker
+    thread (a sync endpoint, through Starlette's ``run_in_threadpool``), which cannot be
+    interrupted. Cancelling it would give the token back while the thread runs on, and the next
+    request would start another thread. ``tests/test_cut_short.py`` pins the behaviour this
+    relies on: the waiting task is a borrower, in ``CapacityLimiter.statistics().borrowers``."""
+    return task in anyio.to_thread.current_default_thread_limiter().statistics().borrowers
 
 
 def gracekits(exc: BaseException) -> bool:

@@ -4,7 +4,6 @@ requests cleanly when their deadline passes or the pod leaves."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
@@ -12,10 +11,10 @@ from typing import TYPE_CHECKING, Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import _validate
-from .._asgi import problem
-from ..deadlines.budget import EXPIRED, RequestDeadline, activate, deactivate
+from ..deadlines.budget import RequestDeadline, activate, deactivate
 from ..deadlines.headers import inbound_budget
 from ..deadlines.routes import RouteTable, find_routes
+from .answers import CONNECTION_CLOSE, CutAnswers, broken_off
 from .cancellation import absorb_cancellation, cancelled_by_others, still_cancelled
 from .inflight import current_task
 
@@ -24,9 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DrainMiddleware", "RequestObserver"]
 
-logger = logging.getLogger("gracekit")
-
-_CONNECTION_CLOSE = (b"connection", b"close")
 _GOING_AWAY = {"type": "websocket.close", "code": 1001, "reason": "server shutting down"}
 
 
@@ -117,13 +113,7 @@ class DrainMiddleware:
         self._budget_headers = bool(budget_headers)
         self._table: RouteTable | None = None
         self._shortest = math.inf
-        self._unavailable = problem(
-            503,
-            "Service Unavailable",
-            "The server is shutting down; retry the request.",
-            (b"retry-after", str(retry_after).encode()),
-            _CONNECTION_CLOSE,
-        )
+        self._answers = CutAnswers(self._inflight, retry_after=retry_after)
 
     @property
     def route_table(self) -> RouteTable:
@@ -172,7 +162,9 @@ class DrainMiddleware:
         now = loop.time()
         inbound = inbound_budget(scope["headers"]) if self._budget_headers else None
         timers = inflight.timers
-        deadline = RequestDeadline(task, scope, now, inbound, timers.drain_at, table)
+        deadline = RequestDeadline(
+            task, scope, now, inbound, timers.drain_at, table, owner=self._answers, send=send
+        )
         requests[task] = deadline
         # The earliest this request's deadline can be; a route may only lengthen it.
         bound = now + (self._shortest if inbound is None else min(self._shortest, inbound))
@@ -182,18 +174,20 @@ class DrainMiddleware:
             timers.watch(deadline, bound, loop)
         token = activate(deadline)
         after_shutdown = inflight.closing
-        started = False
         status = 500  # what the client gets when nothing is sent: the server's error
         finished: float | None = None
 
         async def send_closing(message: Message) -> None:
-            nonlocal started, status, finished
+            nonlocal status, finished
+            if deadline.held is not None:
+                deadline.stop()  # its thread returned: it was answered at its deadline
+                return
             kind = message["type"]
             if kind == "http.response.start":
-                started = True
+                deadline.response_started = True
                 status = message["status"]
                 if inflight.closing and scope.get("http_version") in ("1.1", "1.0"):
-                    message = {**message, "headers": [*message["headers"], _CONNECTION_CLOSE]}
+                    message = {**message, "headers": [*message["headers"], CONNECTION_CLOSE]}
             elif kind == "http.response.body" and not message.get("more_body", False):
                 await send(message)
                 # Sent whole: what runs after it (background tasks) is bound by the drain,
@@ -210,15 +204,14 @@ class DrainMiddleware:
             if deadline.cut is None or cancelled_by_others(deadline, exc):
                 status = 0  # cancelled from elsewhere (the server's forced exit): not counted
                 raise
-            if not deadline.completed:
-                status = await self._cut_short(scope, send, deadline, started) or status
+            status = await self._answers.finish(deadline) or status
         except Exception:
             if deadline.cut is not None:
                 # In place of gracekit's cancellation: a library turned it into its own error.
                 if not await absorb_cancellation(deadline):
                     status = 0
                     raise  # cancelled by someone else as well: not ours to answer
-            elif started:
+            elif deadline.response_started:
                 raise
             else:
                 # A downstream timeout set from the budget, or DeadlineExceeded from a helper:
@@ -227,12 +220,16 @@ class DrainMiddleware:
                 if at is None or loop.time() < at:
                     raise
                 deadline.cut = deadline.expiry_reason()
-            if not deadline.completed:
-                status = await self._cut_short(scope, send, deadline, started) or status
+            status = await self._answers.finish(deadline) or status
         else:
             if deadline.cancels:
-                deadline.take_back()  # the handler swallowed gracekit's cancellation
+                # The handler swallowed gracekit's cancellation, or returned before it landed.
+                await absorb_cancellation(deadline)
+            if deadline.held is not None:
+                status = await self._answers.finish(deadline) or status
         finally:
+            if deadline.cut is not None and deadline.response_started and finished is None:
+                broken_off()  # on purpose: uvicorn need not log it as an error
             deactivate(token)
             deadline.disarm()
             del requests[task]
@@ -241,7 +238,8 @@ class DrainMiddleware:
             if observer is not None and status:
                 route = deadline.route  # before end(), which lets go of the scope
                 if not route.exempt:
-                    end = finished if finished is not None else loop.time()
+                    end = finished if finished is not None else deadline.answered_at
+                    end = loop.time() if end is None else end
                     observer.request_done(
                         scope["method"],
                         route.template,
@@ -251,56 +249,6 @@ class DrainMiddleware:
                         cut=None if finished is not None else deadline.cut,
                     )
             deadline.end()
-
-    async def _cut_short(
-        self, scope: Scope, send: Send, deadline: RequestDeadline, started: bool
-    ) -> int | None:
-        """End a request cut short by its deadline (504) or by the drain (503), cleanly
-        where that is still possible: a response that has started can only be broken off.
-        Returns the status sent, or None when the response could only be broken off."""
-        inflight = self._inflight
-        if deadline.cut == EXPIRED:
-            if started:
-                inflight.expired_responses += 1
-                logger.warning(
-                    "%s %s: its %.3g s deadline passed after the response started; the "
-                    "response was cut off",
-                    scope.get("method"),
-                    deadline.route.template or scope.get("path"),
-                    deadline.budget or 0.0,
-                )
-                return None
-            inflight.expired += 1
-            start, body = self._gateway_timeout(scope, deadline)
-        elif started:
-            inflight.broken_responses += 1
-            return None
-        else:
-            inflight.cut_requests += 1
-            start, body = self._unavailable
-        await send(start)
-        await send(body)
-        status: int = start["status"]
-        return status
-
-    def _gateway_timeout(self, scope: Scope, deadline: RequestDeadline) -> tuple[Message, Message]:
-        route = deadline.route.template or scope.get("path", "")
-        budget = deadline.budget or 0.0
-        whose = (
-            f"the {budget:.3g} s budget its caller sent"
-            if deadline.source == "inbound"
-            else f"its {budget:.3g} s deadline"
-        )
-        extra = [_CONNECTION_CLOSE] if self._inflight.closing else []
-        method = scope.get("method", "GET")
-        return problem(
-            504,
-            "Gateway Timeout",
-            f"{method} {route} did not finish within {whose}.",
-            *extra,
-            route=route,
-            budget_s=round(budget, 6),
-        )
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         inflight = self._inflight

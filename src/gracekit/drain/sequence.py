@@ -21,6 +21,7 @@ from ..deadlines.budget import forget
 from ..errors import LifecycleError
 from ..events.bus import EventBus
 from ..probes.runner import describe_error
+from .hooks import FORCED_HOOK_TIMEOUT, HookAbandoned, run_hook
 from .inflight import InFlight
 from .report import EXIT_DRAIN_TIMEOUT, EXIT_HOOK_FAILED, EXIT_OK, ShutdownHook, ShutdownReport
 from .timing import ShutdownTiming
@@ -38,8 +39,6 @@ __all__ = [
 
 logger = logging.getLogger("gracekit")
 
-#: Bound of each hook once the shutdown is forced (SIGINT during the delay or the drain).
-FORCED_HOOK_TIMEOUT = 1.0
 #: How long cut-short work gets to send its clean answers (503s, close frames).
 _CUT_GRACE = 1.0
 
@@ -74,6 +73,7 @@ class Termination:
         events: EventBus,
         *,
         on_draining: Callable[[], None],
+        ever_ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.timing = self._configured = timing
         self.inflight = inflight
@@ -82,6 +82,7 @@ class Termination:
         self.hooks: list[ShutdownHook] = []
         self.server: ServerControl | None = None
         self._on_draining = on_draining
+        self._ever_ready = ever_ready
         self._delay = timing.delay
         self._tracked: set[anyio.CancelScope] = set()
         self._tracked_idle: anyio.Event | None = None
@@ -123,18 +124,25 @@ class Termination:
             return False
         self.report.source = source
         self.report.started_at = time.monotonic()
+        ever_ready = self._ever_ready()
         if delay is not None:
             self._delay = delay
+        elif not ever_ready:
+            # The delay lets proxies stop routing to the pod; none routes to a pod that has
+            # never been ready (a shutdown during startup).
+            self._delay = 0.0
         self.inflight.closing = True
         self._on_draining()
         self.events.emit(
             "draining",
             logging.INFO,
-            "shutdown started by %s: not ready; serving for %.3g s more, then draining",
+            "shutdown started by %s%s: not ready; serving for %.3g s more, then draining",
             source,
+            "" if ever_ready else " before the pod was ever ready",
             self._delay,
             source=source,
             delay_s=self._delay,
+            ever_ready=ever_ready,
         )
         if self._events is not None:
             self._events.requested.set()
@@ -153,8 +161,11 @@ class Termination:
             self._events.forced.set()
 
     async def wait_drain_started(self) -> None:
-        """Return once the delay is over and the server stops accepting."""
+        """Return once the delay is over and the server stops accepting (at once for a
+        shutdown that came before the lifecycle ran: during the application's startup)."""
         if self._events is None:
+            if self.requested:
+                return
             raise LifecycleError("the lifecycle is not running")
         await self._events.drain_started.wait()
 
@@ -296,9 +307,9 @@ class Termination:
             if self.report.forced:
                 timeout = min(timeout, FORCED_HOOK_TIMEOUT)
             began = time.monotonic()
+            hurry = self._events.forced if self._events is not None else anyio.Event()
             try:
-                with anyio.fail_after(timeout):
-                    await hook.func()
+                await run_hook(hook.func, bound=timeout, hurry=hurry)
             except Exception as exc:
                 self.report.failed_hooks.append(hook.name)
                 error = describe_error(exc)
@@ -311,6 +322,7 @@ class Termination:
                     hook=hook.name,
                     ok=False,
                     error=error,
+                    timed_out=isinstance(exc, (TimeoutError, HookAbandoned)),
                     elapsed_s=round(time.monotonic() - began, 3),
                 )
             else:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from .. import _validate
+from .secrets import Secrets
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -83,7 +84,16 @@ class Check:
         jitter: fraction (0 <= jitter < 1) by which the interval and initial delay are
             randomised, so a fleet of pods does not poll a dependency in lockstep.
         stale_after: seconds after the last result at which it counts as failing ("stale");
-            default ``3 * interval + timeout``.
+            default ``3 * interval + timeout + housekeeping_timeout``.
+        housekeeping_timeout: for a function that bounds the round trip it measures by
+            *timeout* itself (the built-in checks time only their query, not taking a
+            connection and giving it back): the seconds the rest may take on top. The runner
+            then bounds a whole run by ``timeout + housekeeping_timeout``. None (the default):
+            *timeout* bounds the whole function.
+        secrets: passwords, tokens, or URLs and DSNs with credentials that the check knows:
+            they are masked in its error texts, and so are the pieces of them a parser may
+            repeat (see :class:`~gracekit.probes.secrets.Secrets`). The built-in checks add
+            their own URL's, DSN's or pool's.
 
     Raises:
         TypeError, ValueError: for a setting of the wrong type or out of range.
@@ -92,11 +102,13 @@ class Check:
     __slots__ = (
         "failure_threshold",
         "func",
+        "housekeeping_timeout",
         "initial_delay",
         "interval",
         "jitter",
         "name",
         "probes",
+        "secrets",
         "stale_after",
         "success_threshold",
         "timeout",
@@ -115,6 +127,8 @@ class Check:
         initial_delay: float = 0.0,
         jitter: float = DEFAULT_JITTER,
         stale_after: float | None = None,
+        housekeeping_timeout: float | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.name = _validate.name(name, what="check name")
         if not callable(func):
@@ -138,8 +152,12 @@ class Check:
             initial_delay, what=f"initial_delay of check {name!r}", allow_zero=True
         )
         self.jitter = _validate.fraction(jitter, what=f"jitter of check {name!r}")
+        self.housekeeping_timeout = _validate.optional_seconds(
+            housekeeping_timeout, what=f"housekeeping_timeout of check {name!r}"
+        )
+        self.secrets = Secrets(secrets)
         if stale_after is None:
-            self.stale_after = 3 * self.interval + self.timeout
+            self.stale_after = 3 * self.interval + self.run_bound
         else:
             self.stale_after = _validate.seconds(stale_after, what=f"stale_after of check {name!r}")
             if self.stale_after < self.interval:
@@ -147,6 +165,11 @@ class Check:
                     f"stale_after of check {name!r} ({stale_after!r} s) is shorter than its "
                     f"interval ({interval!r} s): every result would go stale before the next"
                 )
+
+    @property
+    def run_bound(self) -> float:
+        """The longest one run may take: *timeout*, plus *housekeeping_timeout* if set."""
+        return self.timeout + (self.housekeeping_timeout or 0.0)
 
     @property
     def informational(self) -> bool:

@@ -18,6 +18,7 @@ import anyio
 import anyio.lowlevel
 
 from .check import STARTUP_ONLY, Check
+from .secrets import Secrets
 
 __all__ = ["CheckState", "CheckStatus", "describe_error", "jittered", "run_check"]
 
@@ -37,13 +38,16 @@ class CheckStatus(str, enum.Enum):
     STALE = "stale"  # the latest result is too old to trust: counts as failing
 
 
-def describe_error(exc: BaseException) -> str:
-    """``"TypeName: message"``, shortened to a size fit for a probe response."""
+def describe_error(exc: BaseException, secrets: Secrets | None = None) -> str:
+    """``"TypeName: message"``, with *secrets* masked, shortened to a size fit for a probe
+    response."""
     try:
         message = str(exc)
     except Exception:  # an exception whose __str__ fails must not take the runner down
         message = "<unprintable message>"
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    if secrets:
+        text = secrets.redact(text)  # before shortening, which could cut a secret in two
     if len(text) > _MAX_ERROR_CHARS:
         text = text[: _MAX_ERROR_CHARS - 3] + "..."
     return text
@@ -63,14 +67,18 @@ def _safe_str(value: object, convert: Callable[[object], str]) -> str:
         return f"<unprintable {type(value).__name__}>"
 
 
-def _clean_detail(detail: Mapping[Any, Any]) -> dict[str, object]:
+def _clean_detail(detail: Mapping[Any, Any], secrets: Secrets) -> dict[str, object]:
     # Details end up in JSON responses: keep them small and serialisable whatever came back.
     cleaned: dict[str, object] = {}
     for key, value in list(detail.items())[:_MAX_DETAIL_ITEMS]:
         keep = isinstance(value, _SCALARS) and not (
             isinstance(value, float) and not math.isfinite(value)  # JSON has no NaN or inf
         )
-        cleaned[_safe_str(key, str)] = value if keep else _safe_str(value, repr)[:100]
+        if not keep:
+            value = _safe_str(value, repr)[:100]
+        if isinstance(value, str) and secrets:
+            value = secrets.redact(value)
+        cleaned[secrets.redact(_safe_str(key, str))] = value
     return cleaned
 
 
@@ -141,31 +149,46 @@ async def _call(state: CheckState) -> dict[str, object] | None:
     if value is None:
         return None
     if isinstance(value, Mapping):
-        return _clean_detail(value)
+        return _clean_detail(value, state.check.secrets)
     raise TypeError(f"check returned {type(value).__name__}, expected None or a mapping")
 
 
 async def run_once(state: CheckState) -> None:
     """Run the check once under its timeout and record the outcome; never raises, except the
-    cancellation of the caller itself."""
+    cancellation of the caller itself. The error text is redacted here, before anything
+    stores, logs or emits it (probe answers, log lines, events, spans)."""
     check = state.check
     started = time.monotonic()
     try:
-        with anyio.fail_after(check.timeout):
+        with anyio.CancelScope(deadline=anyio.current_time() + check.run_bound) as bound:
             detail = await _call(state)
-    except TimeoutError:
-        state.record_failure(
-            f"TimeoutError: no answer within {check.timeout:g} s", time.monotonic() - started
-        )
+    except TimeoutError as exc:  # the check's own bound of its round trip, or a driver's
+        if exc.args:  # one that says what took too long
+            error = describe_error(exc, check.secrets)
+        else:
+            error = f"TimeoutError: no answer within {check.timeout:g} s"
     except anyio.get_cancelled_exc_class():
         # A cancellation aimed at us is delivered again at the next checkpoint (anyio cancels
         # by level); one that the check raised on its own is not, and is just a failure.
         await anyio.lowlevel.checkpoint()
-        state.record_failure("CancelledError: the check was cancelled", time.monotonic() - started)
+        error = "CancelledError: the check was cancelled"
     except Exception as exc:
-        state.record_failure(describe_error(exc), time.monotonic() - started)
+        error = describe_error(exc, check.secrets)
     else:
-        state.record_success(detail, time.monotonic() - started)
+        if not bound.cancelled_caught:
+            state.record_success(detail, time.monotonic() - started)
+            return
+        error = _overran(check)
+    state.record_failure(error, time.monotonic() - started)
+
+
+def _overran(check: Check) -> str:
+    if check.housekeeping_timeout is None:
+        return f"TimeoutError: no answer within {check.timeout:g} s"
+    return (
+        f"TimeoutError: no answer within {check.run_bound:g} s ({check.timeout:g} s for the "
+        f"check's query, {check.housekeeping_timeout:g} s for its connection's housekeeping)"
+    )
 
 
 def _log_flip(state: CheckState) -> None:

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from types import FrameType
@@ -31,6 +32,9 @@ __all__ = ["attach", "lifecycle_of"]
 logger = logging.getLogger("gracekit")
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds a SIGINT may wait for the event loop before the loop counts as blocked: another
+#: SIGINT then raises KeyboardInterrupt, Python's own Ctrl-C, as the only way out.
+BLOCKED_LOOP = 1.0
 # Which lifecycle took over which server, so ``serve()`` can read the exit status afterwards.
 _ATTACHED: weakref.WeakKeyDictionary[Any, Lifecycle] = weakref.WeakKeyDictionary()
 
@@ -69,12 +73,25 @@ def attach(lifecycle: Lifecycle) -> Callable[[], None] | None:
     control.bound_graceful_wait(timing.drain_timeout + GRACE_MARGIN)
     _ATTACHED[server] = lifecycle
     loop = asyncio.get_running_loop()
+    waiting: list[float] = []  # when each SIGINT the loop has not handled yet arrived
+
+    def handle(signum: signal.Signals) -> None:
+        if signum == signal.SIGINT and waiting:
+            waiting.pop(0)
+        lifecycle.handle_signal(signum)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # A signal handler runs between two bytecodes of whatever the loop was doing: hand the
         # signal to the loop instead of acting here.
+        if signum == signal.SIGINT:
+            now = time.monotonic()
+            if waiting and now - waiting[0] > BLOCKED_LOOP:
+                # The loop has not handled an earlier Ctrl-C for a while: blocking code holds
+                # it (a hook or a handler that sleeps). Only Python's own Ctrl-C can end that.
+                raise KeyboardInterrupt
+            waiting.append(now)
         with contextlib.suppress(RuntimeError):  # a closed loop has nothing left to shut down
-            loop.call_soon_threadsafe(lifecycle.handle_signal, signal.Signals(signum))
+            loop.call_soon_threadsafe(handle, signal.Signals(signum))
 
     previous = {signum: signal.signal(signum, on_signal) for signum in _SIGNALS}
 
