@@ -75,7 +75,10 @@ async def probe_through_fault(check: Check, proxy: FaultProxy, fault: str) -> No
             slowest = max(slowest, time.perf_counter() - before)
             assert ready.status_code == 503
             assert live.status_code == 200, "liveness must not depend on a dependency"
-        assert slowest < 0.1, f"probes took {slowest:.3f} s during the fault"
+        # A probe that waited on the dependency would take at least the slow fault's 0.6 s or
+        # the check's timeout; the rest is the margin a shared machine needs (a probe pair in
+        # process takes about 2 ms here, and once took 0.12 s in a busy full run).
+        assert slowest < 0.25, f"probes took {slowest:.3f} s during the fault"
         error = lifecycle.checks[check.name].error
         assert error is not None
 
