@@ -4,6 +4,7 @@ and it reports how many of its threads run at once) and a slow stream."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -79,6 +80,11 @@ def build(limit: int = LIMIT) -> tuple[FastAPI, Lifecycle, Threads]:
 
         return StreamingResponse(sync_chunks() if sync else chunks(), media_type="text/plain")
 
+    @app.get("/nap")
+    async def nap(s: float = 0.5) -> PlainTextResponse:
+        await anyio.sleep(s)
+        return PlainTextResponse("rested")
+
     @app.get("/threads")
     async def counts() -> dict[str, Any]:
         statistics = anyio.to_thread.current_default_thread_limiter().statistics()
@@ -87,6 +93,7 @@ def build(limit: int = LIMIT) -> tuple[FastAPI, Lifecycle, Threads]:
             "borrowed": statistics.borrowed_tokens,
             "running": threads.running,
             "most": threads.most,
+            "sniffio": "sniffio" in sys.modules,
         }
 
     @app.get("/ping")

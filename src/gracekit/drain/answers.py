@@ -3,12 +3,15 @@ started response broken off; and requests cut while a worker thread works for th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
 import time
 from collections.abc import Iterator
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from starlette.types import Message
 
 from .._asgi import problem
@@ -85,6 +88,16 @@ class CutAnswers:
             (b"retry-after", str(retry_after).encode()),
             CONNECTION_CLOSE,
         )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._limiter: CapacityLimiter | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called from each request's task: find the thread limiter of *loop* here, in a task,
+        for :meth:`hold`, which runs in a timer's callback (where anyio cannot tell its
+        backend when sniffio is installed)."""
+        if loop is not self._loop:
+            self._limiter = anyio.to_thread.current_default_thread_limiter()
+            self._loop = loop
 
     def hold(self, deadline: RequestDeadline) -> bool:
         """At the cut of a request that waits for a worker thread: answer it now, from a task
@@ -92,7 +105,8 @@ class CutAnswers:
         limiter, until the thread returns; True if it was held. Cancelled instead, the request
         would give its slot back while the thread runs on, and a caller sending tiny budgets
         would have a thread started for each of its requests."""
-        if not waits_on_thread(deadline.task):
+        limiter = self._limiter
+        if limiter is None or not waits_on_thread(deadline.task, limiter):
             return False
         deadline.held = deadline.task.get_loop().create_task(self._answer_held(deadline))
         return True

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import anyio.to_thread
+from anyio import CapacityLimiter
 
 from ..deadlines.budget import RequestDeadline
 
@@ -25,13 +25,17 @@ __all__ = [
 ]
 
 
-def waits_on_thread(task: asyncio.Task[object]) -> bool:
-    """True while *task* holds a token of anyio's default thread limiter: it waits for a worker
-    thread (a sync endpoint, through Starlette's ``run_in_threadpool``), which cannot be
-    interrupted. Cancelling it would give the token back while the thread runs on, and the next
-    request would start another thread. ``tests/test_cut_short.py`` pins the behaviour this
-    relies on: the waiting task is a borrower, in ``CapacityLimiter.statistics().borrowers``."""
-    return task in anyio.to_thread.current_default_thread_limiter().statistics().borrowers
+def waits_on_thread(task: asyncio.Task[object], limiter: CapacityLimiter) -> bool:
+    """True while *task* holds a token of *limiter*, anyio's default thread limiter of its
+    loop: it waits for a worker thread (a sync endpoint, through Starlette's
+    ``run_in_threadpool``), which cannot be interrupted. Cancelling it would give the token back
+    while the thread runs on, and the next request would start another thread.
+    ``tests/test_cut_short.py`` pins the behaviour this relies on: the waiting task is a
+    borrower, in ``CapacityLimiter.statistics().borrowers``.
+
+    The caller finds *limiter* in a task: this runs in a timer's callback, outside any task,
+    where anyio cannot tell its backend once sniffio is installed."""
+    return task in limiter.statistics().borrowers
 
 
 def gracekits(exc: BaseException) -> bool:

@@ -159,6 +159,7 @@ class DrainMiddleware:
             return
         table = self._table or self.route_table
         loop = task.get_loop()
+        self._answers.bind(loop)
         now = loop.time()
         inbound = inbound_budget(scope["headers"]) if self._budget_headers else None
         timers = inflight.timers
