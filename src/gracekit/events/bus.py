@@ -81,6 +81,8 @@ class EventBus:
         self._in_flight = in_flight
         self._listeners: list[Listener] = []
         self._group: anyio.abc.TaskGroup | None = None
+        #: Tasks that start listeners emitted from loop callbacks (the loop keeps weak refs).
+        self._starters: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self._pending = 0
@@ -157,8 +159,28 @@ class EventBus:
                 if not self._pending and self._idle is not None:
                     self._idle.set()
 
-        self._group.start_soon(run, name=f"gracekit event listener ({kind})")
         self._pending += 1
+        name = f"gracekit event listener ({kind})"
+        if asyncio.current_task() is not None:
+            self._group.start_soon(run, name=name)
+            return
+        # Emitted from a loop callback (a timer, a signal, another thread's gate): anyio tells
+        # its backend from the running task (through sniffio, when installed) and there is none,
+        # so a task of the loop's own starts the listener in the group.
+        group = self._group
+
+        async def start() -> None:
+            try:
+                group.start_soon(run, name=name)
+            except RuntimeError:  # the group closed meanwhile: the run ended
+                self._pending -= 1
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+        starter = asyncio.get_running_loop().create_task(start(), name=name)
+        self._starters.add(starter)
+        starter.add_done_callback(self._starters.discard)
 
     async def flush(self) -> None:
         """Wait for the async listeners still running (bound it with a cancel scope)."""
