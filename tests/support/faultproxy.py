@@ -64,17 +64,17 @@ class _Connection:
     aborted: bool = False
 
     def abort(self) -> None:
-        """Reset the client side and drop the upstream side, without waiting."""
-        if self.aborted:
-            return
-        self.aborted = True
-        sock = self.client.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST_ON_CLOSE)
-        self.client.transport.abort()
+        """Reset the client side and drop the upstream side, without waiting. Again after an
+        upstream connected late (while the client side was being reset), it drops that one."""
+        if not self.aborted:
+            self.aborted = True
+            sock = self.client.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST_ON_CLOSE)
+            self.client.transport.abort()
         if self.upstream is not None:
-            self.upstream.transport.abort()
+            self.upstream.transport.abort()  # does nothing the second time
 
     def close(self) -> None:
         """Close both sides after flushing what is already buffered."""
@@ -326,6 +326,8 @@ class FaultProxy:
             except OSError:
                 graceful = True  # the target is down: just close the client connection
                 return
+            if conn.aborted:
+                return  # reset while connecting: the finally clause drops the new upstream
             await asyncio.gather(
                 self._pump(conn, reader, conn.upstream),
                 self._pump(conn, upstream_reader, conn.client),
