@@ -218,3 +218,44 @@ def test_a_refused_registration_leaves_nothing_behind() -> None:
     registry.unregister(own)
     Metrics(lifecycle, registry=registry)
     assert "http_requests" in {family.name for family in registry.collect()}
+
+
+async def test_collecting_from_another_thread_while_requests_come_and_go() -> None:
+    # prometheus_client's own HTTP server collects in its thread while the event loop adds and
+    # removes requests in flight: counting them there must not fail a scrape.
+    service = Service()
+    service.release.set()  # /hang answers at once
+    errors: list[BaseException] = []
+    scrapes = 0
+    stop = threading.Event()
+
+    def scrape_often() -> None:
+        nonlocal scrapes
+        while not stop.is_set():
+            try:
+                generate_latest(service.registry)
+            except Exception as exc:
+                errors.append(exc)
+            scrapes += 1
+
+    async def client() -> None:
+        for _ in range(50):
+            assert (await call(service.app, "/hang")).status == 200
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # thread switches mid-count, as a busy server gets them
+    try:
+        async with lifespan(service.app):
+            scraper = threading.Thread(target=scrape_often)
+            scraper.start()
+            try:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(100):
+                        tg.start_soon(client)
+            finally:
+                stop.set()
+                await anyio.to_thread.run_sync(scraper.join)
+    finally:
+        sys.setswitchinterval(interval)
+    assert scrapes > 100, "the scrapes ran alongside the requests"
+    assert errors == []
