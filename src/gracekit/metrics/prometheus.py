@@ -78,7 +78,8 @@ class Metrics:
 
     Parameters:
         lifecycle: the lifecycle to report on; creating the metrics attaches them to it (the
-            drain middleware reports each request, the events update the lifecycle metrics).
+            drain middleware reports each request, the events count readiness changes and time
+            the drain).
         registry: where the metrics are registered; default prometheus_client's global
             ``REGISTRY``, so that the app's own metrics are served alongside.
         buckets: upper bounds of the request duration histogram, in seconds.
