@@ -2,7 +2,7 @@
 
 A prometheus_client collector: no background loop keeps a copy fresh, so a scrape right after
 a change shows it. Reading is a few attribute reads and the readiness verdict (no check runs, no
-I/O), so it may run on the event loop.
+I/O), so it may run on the event loop, and in another thread (prometheus_client's own server).
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from .._optional import require
+
+require("prometheus_client", extra="prometheus", feature="gracekit.metrics")
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric  # noqa: E402
+from prometheus_client.registry import Collector  # noqa: E402
 
 if TYPE_CHECKING:
     from ..lifecycle import Lifecycle
