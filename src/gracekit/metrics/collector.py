@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GAUGES", "GaugeSpec", "LifecycleCollector"]
 
-PHASES = ("starting", "started", "draining", "stopped")
+_PHASES = ("starting", "started", "draining", "stopped")
 #: How often counting the requests in flight is tried again when another thread's change to
 #: them got in the way (see :func:`_in_flight`).
 _COUNT_ATTEMPTS = 100
@@ -93,7 +93,7 @@ class LifecycleCollector(Collector):
         in_flight, phase, ready, check_up, check_duration = (_family(spec) for spec in GAUGES)
         in_flight.add_metric([], _in_flight(lifecycle))
         current = lifecycle.phase.value
-        for name in PHASES:
+        for name in _PHASES:
             phase.add_metric([name], 1 if name == current else 0)
         ready.add_metric([], 1 if lifecycle.readiness().ok else 0)
         now = time.monotonic()
