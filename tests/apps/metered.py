@@ -1,13 +1,16 @@
-"""A test app with gracekit's metrics: ``/pid`` answers the worker's pid, ``/metrics`` the
+"""A test app with gracekit's metrics: ``/pid`` answers the worker's pid, ``/hold`` streams it
+and then holds its response open (in flight) for ``?seconds=`` (default 10), ``/metrics`` the
 metrics; every response says which worker sent it in ``x-pid``."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,9 +41,21 @@ async def pid(request: Request) -> PlainTextResponse:
     return PlainTextResponse(PID.decode())
 
 
+async def hold(request: Request) -> StreamingResponse:
+    seconds = float(request.query_params.get("seconds", "10"))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield PID + b"\n"
+        await anyio.sleep(seconds)
+        yield b"done\n"
+
+    return StreamingResponse(body(), media_type="text/plain")
+
+
 app = Starlette(
     routes=[
         Route("/pid", pid),
+        Route("/hold", hold),
         Route("/metrics", MetricsApp(metrics)),
         Mount("/health", app=ProbeApp(lifecycle)),
     ],

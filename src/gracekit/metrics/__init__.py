@@ -10,8 +10,9 @@
     app.routes.append(Route("/metrics", MetricsApp(metrics)))  # a route: a mount would redirect
 
 ``DrainMiddleware`` then counts every request by method, route template and status
-(``http_requests_total``, ``http_request_duration_seconds``), and the lifecycle's events keep
-the ``gracekit_*`` metrics current. See docs/metrics.md for every metric and the queries.
+(``http_requests_total``, ``http_request_duration_seconds``); the ``gracekit_*`` metrics come
+from the lifecycle's events and, for its state, are read from it when scraped. See
+docs/metrics.md for every metric and the queries.
 """
 
 from __future__ import annotations

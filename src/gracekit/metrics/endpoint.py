@@ -51,8 +51,8 @@ class MetricsApp:
         if self._token is not None and not bearer_matches(scope, self._token):
             await send_response(scope, send, *_UNAUTHORIZED)
             return
-        self.metrics.refresh()
         if self.metrics.multiprocess:
+            self.metrics.publish()  # this worker's own state, current in its files
             body = await anyio.to_thread.run_sync(self._multiprocess)
         else:
             body = self._generate()

@@ -2,17 +2,15 @@
 
 Request metrics come from the drain middleware, one call per request with the matched route's
 template (never the raw path, so the number of series stays bounded). Lifecycle metrics come
-from the lifecycle's events and from its state, read when ``/metrics`` is scraped and once a
-second. Both work in prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), which
+from the lifecycle's events and, for its state, from a collector that reads it when scraped.
+Both work in prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), which
 ``gracekit run --workers N`` sets up.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -26,7 +24,11 @@ require("prometheus_client", extra="prometheus", feature="gracekit.metrics")
 
 import prometheus_client  # noqa: E402 - after the check that names the extra
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # noqa: E402
+from prometheus_client.registry import Collector  # noqa: E402
 from prometheus_client.values import MutexValue  # noqa: E402
+
+from .collector import LifecycleCollector  # noqa: E402
+from .multiprocess import PUBLISH_INTERVAL, WorkerGauges  # noqa: E402
 
 if TYPE_CHECKING:
     from ..lifecycle import Lifecycle
@@ -37,14 +39,10 @@ __all__ = ["DEFAULT_BUCKETS", "UNMATCHED", "Metrics"]
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 #: The route label of requests that no route matched: every such path shares it.
 UNMATCHED = "unmatched"
-#: How often the state gauges are refreshed between scrapes (each worker's own, in
-#: multiprocess mode), in seconds.
-REFRESH_INTERVAL = 1.0
 
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
-_PHASES = ("starting", "started", "draining", "stopped")
 
 
 def _buckets(value: Sequence[float]) -> tuple[float, ...]:
@@ -59,18 +57,39 @@ def _buckets(value: Sequence[float]) -> tuple[float, ...]:
     return buckets
 
 
+def _register(registry: CollectorRegistry, collectors: Iterable[Collector]) -> None:
+    """Register every one of *collectors*, or none of them."""
+    done: list[Collector] = []
+    try:
+        for collector in collectors:
+            registry.register(collector)
+            done.append(collector)
+    except ValueError as exc:
+        for collector in done:
+            registry.unregister(collector)
+        raise ValueError(
+            f"this registry has gracekit's metrics already ({exc}): a registry holds one "
+            "Metrics; give each its own registry=CollectorRegistry()"
+        ) from exc
+
+
 class Metrics:
     """The Prometheus metrics of one lifecycle and the app its drain middleware wraps.
 
     Parameters:
         lifecycle: the lifecycle to report on; creating the metrics attaches them to it (the
-            drain middleware reports each request, the events update the lifecycle metrics).
+            drain middleware reports each request, the events count readiness changes and time
+            the drain).
         registry: where the metrics are registered; default prometheus_client's global
             ``REGISTRY``, so that the app's own metrics are served alongside.
         buckets: upper bounds of the request duration histogram, in seconds.
 
+    The lifecycle's state (phase, readiness, checks, requests in flight) is read when the
+    registry is collected, by a :class:`~gracekit.metrics.collector.LifecycleCollector`.
+
     Raises:
-        TypeError, ValueError: bad buckets; a registry that has these metrics already.
+        TypeError, ValueError: bad buckets; a lifecycle that has its metrics already; a
+            registry that has these metrics already (nothing is registered then).
         ImportError: prometheus_client is not installed (``pip install 'gracekit[prometheus]'``).
     """
 
@@ -89,94 +108,76 @@ class Metrics:
         #: True when prometheus_client shares values between processes through files (it
         #: decided when it was imported, from PROMETHEUS_MULTIPROC_DIR).
         self.multiprocess = prometheus_client.values.ValueClass is not MutexValue
-        r = self.registry
         self.requests = Counter(
             "http_requests",
             "HTTP requests answered, by method, route template and status.",
             ["method", "route", "status"],
-            registry=r,
+            registry=None,
         )
         self.duration = Histogram(
             "http_request_duration_seconds",
             "Time from a request's arrival to the end of its response, by route template.",
             ["method", "route"],
             buckets=buckets,
-            registry=r,
+            registry=None,
         )
-        self.in_flight = Gauge(
-            "gracekit_requests_in_flight",
-            "HTTP requests and websockets in flight.",
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.phase = Gauge(
-            "gracekit_phase",
-            "The lifecycle's phase: 1 for the current one.",
-            ["phase"],
-            registry=r,
-            multiprocess_mode="livemax",
-        )
-        self.ready = Gauge(
-            "gracekit_ready",
-            "1 while readiness passes.",
-            registry=r,
-            multiprocess_mode="livemin",
-        )
+        #: Reads the lifecycle's state gauges when the registry is collected.
+        self.collector = LifecycleCollector(lifecycle)
         self.ready_transitions = Counter(
             "gracekit_ready_transitions",
             "Readiness changes, by the state entered.",
             ["to"],
-            registry=r,
-        )
-        self.check_up = Gauge(
-            "gracekit_check_up",
-            "1 while the check passes.",
-            ["check"],
-            registry=r,
-            multiprocess_mode="livemin",
-        )
-        self.check_duration = Gauge(
-            "gracekit_check_duration_seconds",
-            "How long the check's latest run took.",
-            ["check"],
-            registry=r,
-            multiprocess_mode="livemax",
+            registry=None,
         )
         self.drain_duration = Gauge(
             "gracekit_drain_duration_seconds",
             "How long the latest drain took, from the end of the shutdown delay.",
-            registry=r,
+            registry=None,
             multiprocess_mode="max",
         )
         self.after_shutdown = Counter(
             "gracekit_requests_after_shutdown",
             "HTTP requests that arrived after the shutdown had started, and were served.",
-            registry=r,
+            registry=None,
         )
         self.cut = Counter(
             "gracekit_requests_cut",
             "HTTP requests cut short by the shutdown, by reason (drain: the drain deadline; "
             "forced: a forced shutdown).",
             ["reason"],
-            registry=r,
+            registry=None,
         )
         self.expired = Counter(
             "gracekit_deadline_expired",
             "HTTP requests whose own deadline passed, by route template.",
             ["route"],
-            registry=r,
+            registry=None,
         )
-        for name in _PHASES:
-            self.phase.labels(name)
         for state in ("ready", "not_ready"):
             self.ready_transitions.labels(state)
+        _register(
+            self.registry,
+            [
+                self.requests,
+                self.duration,
+                self.collector,
+                self.ready_transitions,
+                self.drain_duration,
+                self.after_shutdown,
+                self.cut,
+                self.expired,
+            ],
+        )
         # Per (method, route, status): the bound methods that record a request (found once).
         self._children: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
+        #: This worker's state gauges in its files, in multiprocess mode only (None otherwise).
+        self.worker_gauges = WorkerGauges(self.collector) if self.multiprocess else None
         lifecycle.request_observer = self
         lifecycle.management_routes.setdefault("/metrics", MetricsApp(self))
         lifecycle.on_event(self._on_event)
-        lifecycle.add_daemon(self._refresh_often)
-        self.refresh()
+        if self.worker_gauges is not None:
+            lifecycle.add_daemon(self._publish_often)
+            self.worker_gauges.publish()
 
     # -- requests (the hot path) -----------------------------------------------------------
 
@@ -215,24 +216,16 @@ class Metrics:
 
     # -- the lifecycle ---------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        """Set the gauges that follow the lifecycle's state from that state, now."""
-        lifecycle = self.lifecycle
-        self.in_flight.set(len(lifecycle.inflight))
-        phase = lifecycle.phase.value
-        for name in _PHASES:
-            self.phase.labels(name).set(1 if name == phase else 0)
-        self.ready.set(1 if lifecycle.readiness().ok else 0)
-        now = time.monotonic()
-        for name, state in lifecycle.checks.items():
-            self.check_up.labels(name).set(1 if state.status(now).value == "pass" else 0)
-            if state.last_duration is not None:
-                self.check_duration.labels(name).set(state.last_duration)
+    def publish(self) -> None:
+        """In multiprocess mode, write this worker's state gauges to its files now (a scrape
+        reads every worker's files); in single-process mode there is nothing to do."""
+        if self.worker_gauges is not None:
+            self.worker_gauges.publish()
 
-    async def _refresh_often(self) -> None:
+    async def _publish_often(self) -> None:
         while True:
-            self.refresh()
-            await anyio.sleep(REFRESH_INTERVAL)
+            self.publish()
+            await anyio.sleep(PUBLISH_INTERVAL)
 
     def _on_event(self, event: LifecycleEvent) -> None:
         kind = event.kind
@@ -240,10 +233,9 @@ class Metrics:
             self.ready_transitions.labels(kind).inc()
         elif kind == "drained":
             self.drain_duration.set(event.fields.get("drain_s", 0.0))
-        elif kind == "stopped" and self.multiprocess:
-            # This worker's live gauges leave with it (uvicorn's supervisor has no hook for it).
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+        if self.worker_gauges is None:
             return
-        self.refresh()
+        if kind == "stopped":
+            self.worker_gauges.leave()  # this worker's live gauges leave with it
+        else:
+            self.worker_gauges.publish()
