@@ -28,10 +28,7 @@ from .config import LoadSettings
 from .errors import BadResponse
 from .timeline import Timeline
 
-__all__ = ["FAILURE_KINDS", "Load", "Outcome"]
-
-#: The outcomes that count as failed requests, apart from ``http_5xx``.
-FAILURE_KINDS = ("refused", "reset", "timeout", "error")
+__all__ = ["Load", "Outcome"]
 
 _HOST = "127.0.0.1"
 
