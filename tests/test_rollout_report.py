@@ -6,10 +6,11 @@ from pathlib import Path
 
 from gracekit.rollout import plot, report, text
 from gracekit.rollout.config import RolloutSettings
-from gracekit.rollout.kubelet import Kubelet, Termination
+from gracekit.rollout.kubelet import Kubelet
 from gracekit.rollout.load import Load, Outcome
 from gracekit.rollout.pods import Pod, PodCommand, Processes
 from gracekit.rollout.simulator import PodRun, RunResult
+from gracekit.rollout.termination import Termination
 from gracekit.rollout.timeline import Timeline
 
 COMMAND = PodCommand(("server", "--port", "{port}"), {"GRACEKIT_SHUTDOWN_DELAY": "3"})
