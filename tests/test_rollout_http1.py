@@ -97,6 +97,7 @@ def test_responses_are_read_by_length_chunks_or_close() -> None:
         (b"SSH-2.0-OpenSSH\r\n\r\n", BadResponse),
         (b"HTTP/1.1 OK 200\r\n\r\n", BadResponse),
         (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", BadResponse),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n", BadResponse),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", asyncio.IncompleteReadError),
         (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",

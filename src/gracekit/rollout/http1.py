@@ -24,6 +24,8 @@ from .errors import BadResponse
 
 __all__ = ["Connection", "Response", "get"]
 
+#: A response head still incomplete after this many bytes is refused (h11 checks it while it
+#: waits for more, so a head may exceed it by up to one read).
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 16 * 1024 * 1024
 _READ_SIZE = 64 * 1024
