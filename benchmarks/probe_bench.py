@@ -65,9 +65,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="probe-bench-")))
-        load = harness.make_load(
-            args.load_generator, connections=args.connections, work_dir=work_dir
-        )
+        load = harness.make_load(connections=args.connections, work_dir=work_dir)
         listener = stack.enter_context(harness.HangingListener())
         hanging_dsn = f"postgresql://postgres@127.0.0.1:{listener.port}/test"
         apps = {

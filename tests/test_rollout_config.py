@@ -11,7 +11,7 @@ import pytest
 
 import gracekit.rollout
 from gracekit.cli import main
-from gracekit.rollout import envoy
+from gracekit.rollout import envoy, envoy_config
 from gracekit.rollout.config import KubeletSettings, LoadSettings, PreStop, Probe, RolloutSettings
 from gracekit.rollout.pods import PodCommand
 
@@ -130,7 +130,7 @@ def test_pod_commands() -> None:
 
 
 def test_envoy_bootstrap_l7(tmp_path: Path) -> None:
-    config = envoy.bootstrap(mode="l7", eds_path=tmp_path / "eds.json")
+    config = envoy_config.bootstrap(mode="l7", eds_path=tmp_path / "eds.json")
     (cluster,) = config["static_resources"]["clusters"]
     assert cluster["type"] == "EDS"
     source = cluster["eds_cluster_config"]["eds_config"]["path_config_source"]
@@ -140,7 +140,7 @@ def test_envoy_bootstrap_l7(tmp_path: Path) -> None:
     assert network_filter["name"] == "envoy.filters.network.http_connection_manager"
     route = network_filter["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]
     assert "retry_policy" not in route["route"]
-    with_retries = envoy.bootstrap(mode="l7", eds_path=tmp_path / "eds.json", retries=2)
+    with_retries = envoy_config.bootstrap(mode="l7", eds_path=tmp_path / "eds.json", retries=2)
     listener = with_retries["static_resources"]["listeners"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     policy = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["retry_policy"]
@@ -149,29 +149,29 @@ def test_envoy_bootstrap_l7(tmp_path: Path) -> None:
 
 
 def test_envoy_bootstrap_l4(tmp_path: Path) -> None:
-    config = envoy.bootstrap(mode="l4", eds_path=tmp_path / "eds.json")
+    config = envoy_config.bootstrap(mode="l4", eds_path=tmp_path / "eds.json")
     (network_filter,) = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
     assert network_filter["name"] == "envoy.filters.network.tcp_proxy"
-    assert network_filter["typed_config"]["cluster"] == envoy.CLUSTER
+    assert network_filter["typed_config"]["cluster"] == envoy_config.CLUSTER
     with pytest.raises(ValueError, match="cannot retry"):
-        envoy.bootstrap(mode="l4", eds_path=tmp_path / "eds.json", retries=1)
+        envoy_config.bootstrap(mode="l4", eds_path=tmp_path / "eds.json", retries=1)
     with pytest.raises(ValueError, match="proxy mode must be one of"):
-        envoy.bootstrap(mode="l3", eds_path=tmp_path / "eds.json")
+        envoy_config.bootstrap(mode="l3", eds_path=tmp_path / "eds.json")
 
 
 def test_the_eds_file_is_replaced_whole(tmp_path: Path) -> None:
     path = tmp_path / "eds.json"
-    envoy.write_atomically(path, envoy.load_assignment([9002, 9001], version=3))
+    envoy_config.write_atomically(path, envoy_config.load_assignment([9002, 9001], version=3))
     content = json.loads(path.read_text())
     assert content["version_info"] == "3"
     (resource,) = content["resources"]
-    assert resource["cluster_name"] == envoy.CLUSTER
+    assert resource["cluster_name"] == envoy_config.CLUSTER
     ports = [
         e["endpoint"]["address"]["socket_address"]["port_value"]
         for e in resource["endpoints"][0]["lb_endpoints"]
     ]
     assert ports == [9001, 9002]
-    envoy.write_atomically(path, envoy.load_assignment([], version=4))
+    envoy_config.write_atomically(path, envoy_config.load_assignment([], version=4))
     assert json.loads(path.read_text())["resources"][0]["endpoints"] == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eds.json"]  # no temporary left
 

@@ -16,8 +16,9 @@ import pytest
 
 from gracekit.rollout.config import KubeletSettings, PreStop, Probe
 from gracekit.rollout.demo import DEMO_APP
-from gracekit.rollout.kubelet import Kubelet, Termination
+from gracekit.rollout.kubelet import Kubelet
 from gracekit.rollout.pods import Pod, PodCommand, Processes, free_port, until
+from gracekit.rollout.termination import Termination
 from gracekit.rollout.timeline import Timeline
 from tests.support.server import TEST_APPS
 

@@ -1,19 +1,16 @@
-"""The reports (dict, text, chart) from a run built by hand, and the HTTP client's parsing."""
+"""The reports (dict, text, chart) from a run built by hand."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-import pytest
-
-from gracekit.rollout import http1, plot, report, text
+from gracekit.rollout import plot, report, text
 from gracekit.rollout.config import RolloutSettings
-from gracekit.rollout.errors import BadResponse
-from gracekit.rollout.kubelet import Kubelet, Termination
+from gracekit.rollout.kubelet import Kubelet
 from gracekit.rollout.load import Load, Outcome
 from gracekit.rollout.pods import Pod, PodCommand, Processes
 from gracekit.rollout.simulator import PodRun, RunResult
+from gracekit.rollout.termination import Termination
 from gracekit.rollout.timeline import Timeline
 
 COMMAND = PodCommand(("server", "--port", "{port}"), {"GRACEKIT_SHUTDOWN_DELAY": "3"})
@@ -131,42 +128,3 @@ def test_the_chart(tmp_path: Path) -> None:
     assert "3 of 9 requests failed" in page
     plot.write([built, built], tmp_path / "chart.html")
     assert (tmp_path / "chart.html").read_text().count("<svg") == 2
-
-
-def parse(data: bytes) -> http1.Response:
-    async def read() -> http1.Response:
-        reader = asyncio.StreamReader()
-        reader.feed_data(data)
-        reader.feed_eof()
-        return await http1.read_response(reader)
-
-    return asyncio.run(read())
-
-
-def test_responses_are_read_by_length_chunks_or_close() -> None:
-    response = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Version: v2\r\n\r\nhelloEXTRA")
-    assert (response.status, response.body, response.headers["x-version"]) == (200, b"hello", "v2")
-    assert response.keep_alive
-    chunked = (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n"
-    )
-    assert parse(chunked).body == b"abcde"
-    closed = parse(b"HTTP/1.0 503 Service Unavailable\r\nConnection: close\r\n\r\nno upstream")
-    assert (closed.status, closed.body, closed.keep_alive) == (503, b"no upstream", False)
-    assert parse(b"HTTP/1.1 204 No Content\r\n\r\n").body == b""
-
-
-@pytest.mark.parametrize(
-    ("data", "error"),
-    [
-        (b"SSH-2.0-OpenSSH\r\n\r\n", BadResponse),
-        (b"HTTP/1.1 OK 200\r\n\r\n", BadResponse),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", BadResponse),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", asyncio.IncompleteReadError),
-        (b"HTTP/1.1 200 OK\r\nContent-Le", asyncio.IncompleteReadError),
-        (b"", asyncio.IncompleteReadError),
-    ],
-)
-def test_bad_or_cut_responses(data: bytes, error: type[Exception]) -> None:
-    with pytest.raises(error):
-        parse(data)

@@ -1,8 +1,8 @@
 """Machinery the gracekit benchmarks share.
 
-Start apps under uvicorn (:func:`run_server`), load them with wrk or a built-in generator
-(:func:`make_load`), measure scenarios in interleaved rounds (:func:`run_rounds`), compare them
-by ratios with targets (:func:`ratio`), and print and save the figures (:mod:`.report`).
+Start apps under uvicorn (:func:`run_server`), load them with wrk (:func:`make_load`), measure
+scenarios in interleaved rounds (:func:`run_rounds`), compare them by ratios with targets
+(:func:`ratio`), and print and save the figures (:mod:`.report`).
 See ``benchmarks/README.md`` for a walk-through.
 
 Benchmarks are scripts in ``benchmarks/``: run by path, their directory comes first on
@@ -17,7 +17,6 @@ from .cli import progress as progress
 from .cli import run_benchmark as run_benchmark
 from .hanging import HangingListener as HangingListener
 from .load import Load as Load
-from .load import SocketLoad as SocketLoad
 from .load import WrkLoad as WrkLoad
 from .load import make_load as make_load
 from .report import environment as environment
@@ -50,7 +49,6 @@ __all__ = [
     "Sample",
     "Scenario",
     "Server",
-    "SocketLoad",
     "UvicornApp",
     "WrkLoad",
     "add_load_options",

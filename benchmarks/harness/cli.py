@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .load import GENERATORS
 from .report import write_json
 
 
@@ -39,7 +38,7 @@ def add_load_options(
     connections: int = 16,
     warmup: float = 2.0,
 ) -> None:
-    """``--duration --rounds --connections --warmup --load-generator --json``, with defaults."""
+    """``--duration --rounds --connections --warmup --json``, with defaults."""
     parser.add_argument(
         "--duration",
         type=positive(float),
@@ -63,12 +62,6 @@ def add_load_options(
         type=positive(float, allow_zero=True),
         default=warmup,
         help=f"seconds of unmeasured load per scenario first (default {warmup:g})",
-    )
-    parser.add_argument(
-        "--load-generator",
-        choices=GENERATORS,
-        default="auto",
-        help="auto: wrk when it is on PATH, else the built-in one",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
 

@@ -1,28 +1,26 @@
-"""Load generators: keep N keep-alive connections busy on one URL for a while, return a Sample.
+"""The load generator: keep N keep-alive connections busy on one URL for a while, return a Sample.
 
-- :class:`WrkLoad` runs wrk with a small Lua script that counts statuses and prints the figures
-  from wrk's own latency histogram. Preferred: it costs the machine little per request.
-- :class:`SocketLoad` is the fallback without wrk: asyncio protocols on raw keep-alive sockets,
-  in the benchmark's own process.
-
-:func:`make_load` picks one; both satisfy :class:`Load`.
+:class:`WrkLoad` runs wrk with a small Lua script that counts statuses and prints the figures
+from wrk's own latency histogram: it costs the machine little per request, and its latencies
+are not its own event loop's. :func:`make_load` finds wrk, or says how to install it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
-import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol
 
-from .stats import Sample, percentile
+from .stats import Sample
 
 REQUEST_TIMEOUT_S = 5  # a request slower than this counts as an error, not a latency
-GENERATORS = ("auto", "wrk", "builtin")
+WRK_MISSING = (
+    "the benchmarks load their servers with wrk, which is not on PATH; install it with "
+    "'apt-get install -y wrk' (Debian, Ubuntu), 'brew install wrk' (macOS), or build it from "
+    "https://github.com/wg/wrk"
+)
 
 
 class Load(Protocol):
@@ -33,19 +31,15 @@ class Load(Protocol):
     def run(self, url: str, duration: float) -> Sample: ...
 
 
-def make_load(kind: str = "auto", *, connections: int, work_dir: Path) -> Load:
-    """The load generator *kind* names: ``wrk``, ``builtin``, or ``auto`` (wrk when on PATH).
+def make_load(*, connections: int, work_dir: Path) -> Load:
+    """wrk on *connections* keep-alive connections, its script in *work_dir*.
 
-    Raises ValueError for another *kind*, RuntimeError for ``wrk`` when wrk is not on PATH.
+    Raises RuntimeError, saying how to install wrk, when wrk is not on PATH.
     """
-    if kind not in GENERATORS:
-        raise ValueError(f"load generator {kind!r}: expected one of {', '.join(GENERATORS)}")
-    wrk = shutil.which("wrk") if kind != "builtin" else None
-    if kind == "wrk" and wrk is None:
-        raise RuntimeError("--load-generator wrk, but wrk is not on PATH")
-    if wrk:
-        return WrkLoad(wrk, connections=connections, work_dir=work_dir)
-    return SocketLoad(connections=connections)
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError(WRK_MISSING)
+    return WrkLoad(wrk, connections=connections, work_dir=work_dir)
 
 
 # Counts statuses per thread, then prints the figures WrkLoad parses, one line each.
@@ -122,114 +116,4 @@ class WrkLoad:
                 for k, n in zip(("connect", "read", "write", "timeout"), errors, strict=True)
                 if n
             },
-        )
-
-
-class _Client(asyncio.Protocol):
-    """One keep-alive connection: send, read one response (by Content-Length), repeat."""
-
-    def __init__(self, load: _SocketRun) -> None:
-        self.load = load
-        self.buffer = bytearray()
-        self.sent_at = 0.0
-        self.transport: asyncio.Transport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # TCP connections get a Transport
-        self._send()
-
-    def _send(self) -> None:
-        transport = cast(asyncio.Transport, self.transport)
-        self.sent_at = time.perf_counter()
-        if self.sent_at >= self.load.stop_at:
-            transport.close()
-        else:
-            transport.write(self.load.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (head_end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head = bytes(self.buffer[:head_end]).lower()
-            start = head.find(b"\r\ncontent-length:")
-            if start < 0:  # this client reads Content-Length framing only
-                self.load.errors["unframed"] += 1
-                cast(asyncio.Transport, self.transport).abort()
-                return
-            length = int(head[start + 17 :].split(b"\r\n", 1)[0])
-            if len(self.buffer) < head_end + 4 + length:
-                return
-            del self.buffer[: head_end + 4 + length]
-            self.load.record(int(head[9:12]), time.perf_counter() - self.sent_at)
-            self._send()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if time.perf_counter() < self.load.stop_at:
-            self.load.errors["read"] += 1
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-@dataclass
-class _SocketRun:
-    request: bytes
-    stop_at: float
-    latencies: list[float] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-
-    def record(self, status: int, latency: float) -> None:
-        self.statuses[status] += 1
-        self.latencies.append(latency)
-
-
-class SocketLoad:
-    """The fallback without wrk: asyncio protocols over raw keep-alive sockets, in-process.
-
-    Its latencies include this process's own event-loop scheduling, so they read higher than
-    wrk's; the ratios between scenarios stay comparable within one run.
-    """
-
-    name = "built-in asyncio load generator"
-
-    def __init__(self, *, connections: int) -> None:
-        self.connections = connections
-
-    def run(self, url: str, duration: float) -> Sample:
-        """Load *url* (``http://host:port/path``) for *duration* seconds."""
-        return asyncio.run(self._run(url, duration))
-
-    async def _run(self, url: str, duration: float) -> Sample:
-        host_port, _, path = url.removeprefix("http://").partition("/")
-        host, _, port = host_port.partition(":")
-        request = f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\n\r\n".encode()
-        started = time.perf_counter()
-        load = _SocketRun(request, stop_at=started + duration)
-        loop = asyncio.get_running_loop()
-        clients = []
-        for _ in range(self.connections):
-            try:
-                _, client = await loop.create_connection(lambda: _Client(load), host, int(port))
-            except OSError:
-                load.errors["connect"] += 1
-            else:
-                clients.append(client)
-        pending: set[asyncio.Future[None]] = set()
-        if clients:
-            _, pending = await asyncio.wait(
-                [c.closed for c in clients], timeout=duration + REQUEST_TIMEOUT_S
-            )
-        for client in clients:
-            if client.closed in pending and client.transport is not None:
-                load.errors["timeout"] += 1
-                client.transport.abort()
-        seconds = time.perf_counter() - started
-        ordered = sorted(load.latencies)
-        return Sample(
-            requests=len(ordered),
-            seconds=seconds,
-            p50_ms=percentile(ordered, 50) * 1000,
-            p99_ms=percentile(ordered, 99) * 1000,
-            statuses=dict(load.statuses),
-            errors=dict(load.errors),
         )

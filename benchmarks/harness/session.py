@@ -33,10 +33,10 @@ def serving(
     *,
     ready: Callable[[Server], None] = _ready,
 ) -> Iterator[tuple[Load, dict[str, Server]]]:
-    """The load generator of ``--load-generator`` and *apps* under uvicorn, each waited on
-    with *ready* (default: until ``/health/ready`` answers 200); stopped on the way out."""
+    """The load generator (wrk) and *apps* under uvicorn, each waited on with *ready*
+    (default: until ``/health/ready`` answers 200); stopped on the way out."""
     started = time.monotonic()
-    load = make_load(args.load_generator, connections=args.connections, work_dir=work_dir)
+    load = make_load(connections=args.connections, work_dir=work_dir)
     with run_servers(apps, log_dir=work_dir) as servers:
         for server in servers.values():
             ready(server)

@@ -274,9 +274,3 @@ class RolloutSettings:
             )
         if len(self.versions) != 2 or self.versions[0] == self.versions[1]:
             raise ValueError(f"versions must be two different names, got {self.versions!r}")
-
-    @property
-    def expected_duration(self) -> float:
-        """A lower bound of the load's duration, for messages: before + after, or the time the
-        minimum number of requests takes."""
-        return max(self.before + self.after, math.ceil(self.min_requests / self.load.rate))

@@ -3,24 +3,15 @@
 One :class:`Kubelet` per pod starts its container, runs the startup probe until it passes, then
 liveness and readiness side by side. A failed startup or liveness probe kills the container
 (the same termination as a deletion) and starts it again after a back-off; so does a container
-that exits on its own. Deleting the pod stops the probes and terminates the container:
-
-```text
-t = 0           preStop hook (none, a sleep, or an HTTP GET), bounded by the grace period
-preStop done    SIGTERM to the container's main process
-t = grace       SIGKILL to the whole process group, if it is still there (if the preStop
-                hook used the whole grace period, SIGTERM gets 2 s more, as in Kubernetes)
-```
+that exits on its own. Deleting the pod stops the probes and terminates the container
+(preStop, SIGTERM, SIGKILL at the grace period: :mod:`.termination`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import anyio
 
@@ -29,37 +20,12 @@ from . import http1
 from .config import KubeletSettings, Probe
 from .errors import BadResponse, RolloutError
 from .pods import Pod, Processes, wait_exit
+from .termination import Termination, terminate
 from .timeline import Timeline
 
-__all__ = ["Kubelet", "Termination"]
+__all__ = ["Kubelet"]
 
-#: Seconds added after SIGTERM when the preStop hook used up the grace period (Kubernetes
-#: grants this one-off extension too).
-PRESTOP_OVERRUN_EXTENSION = 2.0
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 10.0
-
-
-@dataclass
-class Termination:
-    """How one container was stopped; times are the run's (seconds from its start)."""
-
-    reason: str
-    started: float
-    prestop_done: float | None = None
-    sigterm: float | None = None
-    sigkill: float | None = None
-    exited: float | None = None
-    exit_code: int | None = None
-
-    @property
-    def killed(self) -> bool:
-        return self.sigkill is not None
-
-    @property
-    def sigterm_to_exit(self) -> float | None:
-        if self.sigterm is None or self.exited is None:
-            return None
-        return self.exited - self.sigterm
 
 
 class Kubelet:
@@ -135,7 +101,14 @@ class Kubelet:
             self._event("container-exited", f"status {process.returncode}")
             self._processes.kill(process)  # the rest of the container goes with it
             return
-        stop = await self._terminate(process, reason)
+        stop = await terminate(
+            process,
+            reason,
+            pod=self.pod,
+            settings=self.settings,
+            processes=self._processes,
+            timeline=self._timeline,
+        )
         if self.deleted:
             self.termination = stop
         else:
@@ -244,59 +217,3 @@ class Kubelet:
         if ready:
             self.became_ready.set()
         self._on_ready(self.pod, ready)
-
-    async def _terminate(self, process: subprocess.Popen[bytes], reason: str) -> Termination:
-        """preStop, SIGTERM, SIGKILL at the grace period (counted from the preStop's start)."""
-        stop = Termination(reason, started=self._timeline.now())
-        grace = self.settings.grace_period
-        deadline = time.monotonic() + grace
-        prestop = self.settings.prestop
-        if prestop.kind != "none" and process.poll() is None:
-            self._event("prestop", str(prestop))
-            with anyio.move_on_after(grace):
-                await self._prestop(process)
-            stop.prestop_done = self._timeline.now()
-            self._event("prestop-done")
-        if process.poll() is None:
-            self.pod.signal(signal.SIGTERM)
-            stop.sigterm = self._timeline.now()
-            self._event("sigterm", reason)
-            if time.monotonic() >= deadline:
-                deadline = time.monotonic() + PRESTOP_OVERRUN_EXTENSION
-            with anyio.move_on_after(deadline - time.monotonic()):
-                await wait_exit(process)
-            if process.poll() is not None:
-                stop.exited = self._timeline.now()
-            else:
-                stop.sigkill = self._timeline.now()
-                self._event("sigkill", f"grace period of {grace:g} s over")
-        self._processes.kill(process)  # the container's other processes go too
-        if stop.exited is None:
-            stop.exited = self._timeline.now()
-        stop.exit_code = process.returncode
-        self._event("exited", f"status {process.returncode}")
-        return stop
-
-    async def _prestop(self, process: subprocess.Popen[bytes]) -> None:
-        prestop = self.settings.prestop
-        async with anyio.create_task_group() as tg:
-
-            async def hook() -> None:
-                if prestop.kind == "sleep":
-                    await anyio.sleep(prestop.seconds)
-                else:
-                    try:
-                        response = await http1.get(
-                            "127.0.0.1", self.pod.port, prestop.path, headers=prestop.headers
-                        )
-                        self._event("prestop-answered", f"status {response.status}")
-                    except (OSError, EOFError, BadResponse, asyncio.TimeoutError) as exc:
-                        self._event("prestop-failed", type(exc).__name__)
-                tg.cancel_scope.cancel()
-
-            async def exited() -> None:
-                await wait_exit(process)  # a container that exits ends its hook
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(hook)
-            tg.start_soon(exited)

@@ -5,7 +5,8 @@ ones are still waiting, as independent clients would; latency is counted from th
 was due, so a stalled generator shows up as latency instead of hiding it. Each request goes to
 the short or the slow path, over a pooled keep-alive connection or a fresh one, by a seeded
 random draw. A pooled connection is reused oldest-idle first and only while the server has
-not closed it and it has been idle less than the keep-alive expiry, as a careful client does.
+not closed it, its last answer left it open (HTTP/1.1 without ``Connection: close``) and it has
+been idle less than the keep-alive expiry, as a careful client does.
 
 Outcomes: ``ok`` (any answer below 500), ``refused`` (the connection was refused), ``reset``
 (the connection was reset or closed before a full answer), ``timeout`` (no full answer within
@@ -15,7 +16,6 @@ is not HTTP).
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections import deque
@@ -28,10 +28,7 @@ from .config import LoadSettings
 from .errors import BadResponse
 from .timeline import Timeline
 
-__all__ = ["FAILURE_KINDS", "Load", "Outcome"]
-
-#: The outcomes that count as failed requests, apart from ``http_5xx``.
-FAILURE_KINDS = ("refused", "reset", "timeout", "error")
+__all__ = ["Load", "Outcome"]
 
 _HOST = "127.0.0.1"
 
@@ -55,17 +52,12 @@ class Outcome:
 
 
 @dataclass
-class _Connection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    idle_since: float = 0.0
+class _Pooled:
+    connection: http1.Connection
+    idle_since: float
 
     def usable(self, now: float, expiry: float) -> bool:
-        return (
-            not self.reader.at_eof()
-            and not self.writer.is_closing()
-            and now - self.idle_since < expiry
-        )
+        return self.connection.reusable and now - self.idle_since < expiry
 
 
 class Load:
@@ -86,18 +78,13 @@ class Load:
         self.sent = 0
         self.started: float | None = None
         self.stopped: float | None = None
-        self._pool: deque[_Connection] = deque()
+        self._pool: deque[_Pooled] = deque()
         self._stop = anyio.Event()
         self._rng = random.Random(settings.seed)
 
     def stop(self) -> None:
         """Send no more requests; :meth:`run` returns once those in flight are done."""
         self._stop.set()
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether the load stopped at its bound on requests."""
-        return self.sent >= self.max_requests
 
     async def run(self) -> None:
         """Send requests at the rate until :meth:`stop` or the bound, then wait for the
@@ -122,24 +109,21 @@ class Load:
                 self.stopped = self._timeline.now()
         finally:
             while self._pool:
-                self._pool.popleft().writer.close()
+                self._pool.popleft().connection.close()
 
     async def _request(self, due: float, slow: bool, keepalive: bool) -> None:
         settings = self.settings
         path = settings.slow_path if slow else settings.path
         kind, status, version = "timeout", 0, ""
-        connection: _Connection | None = None
+        connection: http1.Connection | None = None
         with anyio.move_on_after(due + settings.request_timeout - time.monotonic()):
             try:
                 connection = self._pooled() if keepalive else None
                 if connection is None:
-                    reader, writer = await asyncio.open_connection(_HOST, self.port)
-                    connection = _Connection(reader, writer)
-                connection.writer.write(
-                    http1.request_bytes(path, host=f"{_HOST}:{self.port}", close=not keepalive)
+                    connection = await http1.Connection.open(_HOST, self.port)
+                response = await connection.request(
+                    path, host=f"{_HOST}:{self.port}", close=not keepalive
                 )
-                await connection.writer.drain()
-                response = await http1.read_response(connection.reader)
             except ConnectionRefusedError:
                 kind = "refused"
             except (ConnectionError, EOFError):
@@ -147,14 +131,13 @@ class Load:
             except (OSError, BadResponse):
                 kind = "error"
             else:
-                status, version = response.status, response.headers.get("x-version", "")
+                status, version = response.status, response.header("x-version")
                 kind = "ok" if status < 500 else f"http_{status}"
-                if keepalive and response.keep_alive:
-                    connection.idle_since = time.monotonic()
-                    self._pool.append(connection)
+                if keepalive and connection.reusable:
+                    self._pool.append(_Pooled(connection, idle_since=time.monotonic()))
                     connection = None
         if connection is not None:
-            connection.writer.close()
+            connection.close()
         self.outcomes.append(
             Outcome(
                 at=round(due - self._timeline.origin, 4),
@@ -167,11 +150,11 @@ class Load:
             )
         )
 
-    def _pooled(self) -> _Connection | None:
+    def _pooled(self) -> http1.Connection | None:
         now = time.monotonic()
         while self._pool:
-            connection = self._pool.popleft()
-            if connection.usable(now, self.settings.keepalive_expiry):
-                return connection
-            connection.writer.close()
+            pooled = self._pool.popleft()
+            if pooled.usable(now, self.settings.keepalive_expiry):
+                return pooled.connection
+            pooled.connection.close()
         return None

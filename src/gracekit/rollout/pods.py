@@ -90,10 +90,6 @@ class Processes:
         """The PIDs of every process started, alive or not."""
         return [process.pid for process in self._started]
 
-    def alive(self) -> list[int]:
-        """The PIDs of the processes that have not exited."""
-        return [process.pid for process in self._started if process.poll() is None]
-
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL *process*'s whole process group, and reap it."""
         # ProcessLookupError: the group is gone, the process and any children have exited.
@@ -214,10 +210,6 @@ class Pod:
         """Append a line of the simulator's own to the pod's log."""
         with self.log_path.open("a") as log:
             log.write(f"--- {time.strftime('%H:%M:%S')} {text}\n")
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def signal(self, signum: signal.Signals) -> None:
         """Send *signum* to the container's main process (as the kubelet sends SIGTERM to

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .kubelet import Termination
 from .load import Outcome
 from .simulator import PodRun, RunResult
+from .termination import Termination
 
 __all__ = ["BUCKET", "build", "percentile", "windows", "write_json"]
 
