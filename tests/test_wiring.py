@@ -216,6 +216,17 @@ def test_install_refuses_an_app_wired_by_hand(piece: str, found: str) -> None:
     assert str(raised.value).split(": ", 1)[1].split(". Call")[0] == found
 
 
+def test_install_refuses_a_fastapi_app_wired_by_hand_or_twice() -> None:
+    lifecycle = quick()
+    by_hand = FastAPI(lifespan=lifecycle.lifespan())
+    with pytest.raises(ValueError, match=r"its lifespan is a lifecycle's \(lifecycle.lifespan"):
+        gracekit.install(by_hand, lifecycle)
+    app = FastAPI()
+    gracekit.install(app, lifecycle, metrics=None)
+    with pytest.raises(ValueError, match="wired already: its lifespan is a lifecycle's"):
+        gracekit.install(app, lifecycle, metrics=None)
+
+
 async def test_install_refuses_a_started_app() -> None:
     lifecycle = quick()
     app = Starlette(routes=[Route("/", hello)])
