@@ -28,6 +28,7 @@ def test_top_level_api_is_pinned() -> None:
         "ShutdownTiming",
         "StartupTask",
         "deadline",
+        "install",
         "serve",
     ]
 

@@ -1,6 +1,8 @@
 """The conformance matrix: the same black-box tests for each of {Starlette, FastAPI} x
-{``gracekit run``, stock ``uvicorn``, the gunicorn worker}, each app wired as the README and the
-docs wire it (tests/apps/matrix_*.py), in real processes.
+{``gracekit run``, stock ``uvicorn``, the gunicorn worker}, each app wired by hand as the docs
+wire it (tests/apps/matrix_*.py), in real processes; and for each app wired by
+``gracekit.install()``, as the README wires it, under one of the servers (the wiring is the
+same under each).
 
 Each cell runs its scenario once (tests/support/conformance.py: a SIGTERM shutdown and a preStop
 shutdown, in two processes at once) and the tests below judge what it recorded.
@@ -14,6 +16,7 @@ from tests.support.conformance import (
     APPS,
     DEADLINE,
     DELAY,
+    INSTALLED,
     KEEP_ALIVE_IDLE,
     LAUNCHERS,
     LONG_MS,
@@ -27,7 +30,10 @@ from tests.support.conformance import (
 )
 from tests.support.metrics import Samples, label_values, value
 
-CELLS = [(app, launcher) for app in APPS for launcher in LAUNCHERS]
+CELLS = [(app, launcher) for app in APPS for launcher in LAUNCHERS] + [
+    ("fastapi" + INSTALLED, "gracekit"),
+    ("starlette" + INSTALLED, "uvicorn"),
+]
 #: The exit status after a clean shutdown: ``gracekit run`` says how the shutdown went (0 when
 #: clean); stock uvicorn exits 0 once gracekit has taken its signals over (it no longer
 #: re-raises SIGTERM); gunicorn's master exits 0 after a SIGTERM whose workers stopped cleanly.
@@ -209,3 +215,13 @@ def test_keep_alive_outlasts_a_proxys_idle_timeout(cell: tuple[str, Record]) -> 
     assert idle < 5.0 - 0.5, "the machine stalled: the idle time overshot the keep-alive"
     assert idle >= KEEP_ALIVE_IDLE
     assert second == 200, f"the server closed a connection idle for {idle:.1f} s"
+
+
+def test_nothing_is_missing_from_the_wiring(cell: tuple[str, Record]) -> None:
+    # Every piece is there, so the startup names none missing (tests/test_wiring.py has each
+    # of the four warnings); the log shows gracekit's lines under every server.
+    _, rec = cell
+    for log in (rec["log"], rec["prestop log"]):
+        assert "started in" in log, log
+        for missing in ("lifespan is not in use", "no DrainMiddleware", "no probe", "no metrics"):
+            assert missing not in log, log

@@ -26,6 +26,7 @@ from .probes.runner import CheckState as CheckState
 from .probes.runner import CheckStatus as CheckStatus
 from .server.management import Management as Management
 from .server.serve import serve as serve
+from .wiring import install as install
 
 __version__ = "0.1.0"
 
@@ -48,5 +49,6 @@ __all__ = [
     "ShutdownTiming",
     "StartupTask",
     "deadline",
+    "install",
     "serve",
 ]

@@ -27,6 +27,7 @@ import anyio
 from starlette.types import ASGIApp
 
 from . import _validate
+from ._wiring_report import Wiring
 from .drain.answers import quiet_broken_off
 from .drain.inflight import InFlight
 from .drain.sequence import ServerControl, ShutdownHook, ShutdownReport, Termination
@@ -168,6 +169,8 @@ class Lifecycle:
         self._signals_taken = False
         #: Cancels the application's own lifespan startup while it runs (a shutdown then).
         self._app_startup: anyio.CancelScope | None = None
+        #: What of the app's wiring the lifecycle has seen; warns of missing pieces at startup.
+        self.wiring = Wiring(self)
 
     # -- registration ---------------------------------------------------------------------
 
@@ -620,6 +623,7 @@ class Lifecycle:
 
         @asynccontextmanager
         async def combined(app: Any) -> AsyncIterator[Any]:
+            self.wiring.lifespan_began()
             follow_server_logging()
             # The signals are taken over first, so a SIGTERM during the application's own
             # startup is gracekit's. The management port opens next and closes last: it answers
@@ -637,9 +641,10 @@ class Lifecycle:
                         yield None
                         return
                 await stack.enter_async_context(self.run())
+                self.wiring.lifespan_started(app)
                 yield state
 
-        return combined
+        return self.wiring.mark(combined)
 
     @asynccontextmanager
     async def _management(self) -> AsyncIterator[None]:

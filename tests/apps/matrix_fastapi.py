@@ -1,7 +1,9 @@
 """The README's FastAPI service, as the conformance matrix (tests/test_matrix.py) runs it: the
 lifecycle's lifespan around the app's own, the probes (and the preStop hook) mounted at /health,
 the metrics at /metrics, DrainMiddleware with a default deadline, ``@deadline`` and
-``route_deadlines`` on routes. The lifecycle is in matrix_lifecycle.py.
+``route_deadlines`` on routes. WIRING=install wires it with ``gracekit.install()``, before its
+routes are added (as the README does); otherwise each piece is wired by hand. The lifecycle is
+in matrix_lifecycle.py.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
-from matrix_lifecycle import DEADLINE, PRESTOP_TOKEN, lifecycle, metrics
+from matrix_lifecycle import DEADLINE, PRESTOP_TOKEN, WIRING, lifecycle, metrics
 
+import gracekit
 from gracekit import DrainMiddleware, ProbeApp, deadline
 from gracekit.metrics import MetricsApp
 
@@ -25,12 +28,19 @@ async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-app = FastAPI(lifespan=lifecycle.lifespan(app_lifespan))
-app.mount("/health", ProbeApp(lifecycle, prestop=True, prestop_token=PRESTOP_TOKEN))
-app.add_route("/metrics", MetricsApp(metrics))
-app.add_middleware(
-    DrainMiddleware, lifecycle=lifecycle, deadline=DEADLINE, route_deadlines={"/stream": None}
-)
+probes = ProbeApp(lifecycle, prestop=True, prestop_token=PRESTOP_TOKEN)
+if WIRING == "install":
+    app = FastAPI(lifespan=app_lifespan)
+    gracekit.install(
+        app, lifecycle, probe_app=probes, deadline=DEADLINE, route_deadlines={"/stream": None}
+    )
+else:
+    app = FastAPI(lifespan=lifecycle.lifespan(app_lifespan))
+    app.mount("/health", probes)
+    app.add_route("/metrics", MetricsApp(metrics))
+    app.add_middleware(
+        DrainMiddleware, lifecycle=lifecycle, deadline=DEADLINE, route_deadlines={"/stream": None}
+    )
 
 
 @app.get("/")

@@ -4,7 +4,7 @@ opens, a shutdown hook, and the metrics. The framework-specific wiring is in eac
 
 Only settings come from the environment: GRACEKIT_MANAGEMENT_PORT and the GRACEKIT_* timings,
 read by gracekit itself; DEADLINE (the default request deadline, seconds: the README's 10 unless
-set) and PRESTOP_TOKEN.
+set), PRESTOP_TOKEN, and WIRING ("install" for gracekit.install(), otherwise by hand).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from gracekit.metrics import Metrics
 
 DEADLINE = float(os.environ.get("DEADLINE", "10"))
 PRESTOP_TOKEN = os.environ.get("PRESTOP_TOKEN", "change-me")
+WIRING = os.environ.get("WIRING", "hand")
 
 lifecycle = Lifecycle(management=Management(port=9001, host="127.0.0.1"))
 metrics = Metrics(lifecycle)

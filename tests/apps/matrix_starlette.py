@@ -1,7 +1,9 @@
 """The matrix's Starlette service (tests/test_matrix.py): the FastAPI one's routes, wired as the
 docs wire a Starlette app (a route list, ``Mount("/health", app=ProbeApp(...))``,
 ``Route("/metrics", MetricsApp(...))``, ``lifespan=lifecycle.lifespan(...)``, then
-``app.add_middleware(DrainMiddleware, ...)``). The lifecycle is in matrix_lifecycle.py.
+``app.add_middleware(DrainMiddleware, ...)``), or with WIRING=install by ``gracekit.install()``
+once the app with its routes and its own lifespan is built. The lifecycle is in
+matrix_lifecycle.py.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from matrix_lifecycle import DEADLINE, PRESTOP_TOKEN, lifecycle, metrics
+from matrix_lifecycle import DEADLINE, PRESTOP_TOKEN, WIRING, lifecycle, metrics
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+import gracekit
 from gracekit import DrainMiddleware, ProbeApp, deadline
 from gracekit.metrics import MetricsApp
 
@@ -68,19 +71,25 @@ async def echo(websocket: WebSocket) -> None:
         pass
 
 
-app = Starlette(
-    routes=[
-        Route("/", index),
-        Route("/items/{item_id:int}", item),
-        Route("/slow", slow),
-        Route("/hang", hang),
-        Route("/stream", stream),
-        WebSocketRoute("/ws", echo),
-        Route("/metrics", MetricsApp(metrics)),
-        Mount("/health", app=ProbeApp(lifecycle, prestop=True, prestop_token=PRESTOP_TOKEN)),
-    ],
-    lifespan=lifecycle.lifespan(app_lifespan),
-)
-app.add_middleware(
-    DrainMiddleware, lifecycle=lifecycle, deadline=DEADLINE, route_deadlines={"/stream": None}
-)
+routes = [
+    Route("/", index),
+    Route("/items/{item_id:int}", item),
+    Route("/slow", slow),
+    Route("/hang", hang),
+    Route("/stream", stream),
+    WebSocketRoute("/ws", echo),
+]
+probes = ProbeApp(lifecycle, prestop=True, prestop_token=PRESTOP_TOKEN)
+if WIRING == "install":
+    app = Starlette(routes=routes, lifespan=app_lifespan)
+    gracekit.install(
+        app, lifecycle, probe_app=probes, deadline=DEADLINE, route_deadlines={"/stream": None}
+    )
+else:
+    app = Starlette(
+        routes=[*routes, Route("/metrics", MetricsApp(metrics)), Mount("/health", app=probes)],
+        lifespan=lifecycle.lifespan(app_lifespan),
+    )
+    app.add_middleware(
+        DrainMiddleware, lifecycle=lifecycle, deadline=DEADLINE, route_deadlines={"/stream": None}
+    )

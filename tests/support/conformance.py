@@ -29,6 +29,8 @@ from tests.support.server import TEST_APPS, free_port, run_uvicorn, wait_until
 
 APPS = {"starlette": "matrix_starlette:app", "fastapi": "matrix_fastapi:app"}
 LAUNCHERS = ("gracekit", "uvicorn", "gunicorn")
+#: An app wired by ``gracekit.install()`` instead of by hand: APPS' name with this suffix.
+INSTALLED = "-install"
 
 TOKEN = "s3cret"
 DEADLINE = 1.0  # the default request deadline
@@ -103,14 +105,20 @@ def _serving(app: str, launcher: str, management: int, delay: float) -> Any:
         "GRACEKIT_DRAIN_TIMEOUT": str(DRAIN),
         "DEADLINE": str(DEADLINE),
         "PRESTOP_TOKEN": TOKEN,
+        "WIRING": "install" if app.endswith(INSTALLED) else "hand",
     }
     return run_uvicorn(
-        APPS[app], app_dir=TEST_APPS, env=env, launcher=launcher, ready_path="/health/ready"
+        APPS[app.removesuffix(INSTALLED)],
+        app_dir=TEST_APPS,
+        env=env,
+        launcher=launcher,
+        ready_path="/health/ready",
     )
 
 
 def run_cell(app: str, launcher: str) -> Record:
-    """Run the scenario for *app* ("starlette", "fastapi") under *launcher*."""
+    """Run the scenario for *app* ("starlette", "fastapi", either with INSTALLED) under
+    *launcher*."""
     record = Record()
     prestop = threading.Thread(target=_prestop_run, args=(app, launcher, record))
     prestop.start()

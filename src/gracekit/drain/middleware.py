@@ -132,12 +132,13 @@ class DrainMiddleware:
             await self._http(scope, receive, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
-        elif kind == "lifespan" and self._table is None:
+        elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        send = self.lifecycle.wiring.watch(self.app, send)  # it wraps the app: tell the lifecycle
         try:
             self.route_table  # noqa: B018 - builds the route table, raising on bad settings
         except (TypeError, ValueError) as exc:
