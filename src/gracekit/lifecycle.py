@@ -7,7 +7,6 @@ middleware read. It runs its background work inside the app's lifespan.
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import random
@@ -21,7 +20,7 @@ from contextlib import (
     asynccontextmanager,
     contextmanager,
 )
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import anyio
 from starlette.types import ASGIApp
@@ -29,11 +28,13 @@ from starlette.types import ASGIApp
 from . import _validate
 from .drain.answers import quiet_broken_off
 from .drain.inflight import InFlight
+from .drain.middleware import RequestObserver
 from .drain.sequence import ServerControl, ShutdownHook, ShutdownReport, Termination
 from .drain.timing import ShutdownTiming, grace_period_from_env
 from .errors import LifecycleError
 from .events import otel
 from .events.bus import EventBus, Listener
+from .phases import Phase
 from .probes.check import Check
 from .probes.conditions import Gate, ProbeResult, StartupTask
 from .probes.looplag import LoopMonitor
@@ -43,9 +44,6 @@ from .probes.verdicts import liveness_verdict, readiness_verdict, startup_verdic
 from .server.logs import follow_server_logging
 from .server.management import Management, serve_management
 from .server.signals import attach as attach_signals
-
-if TYPE_CHECKING:
-    from .drain.middleware import RequestObserver
 
 __all__ = ["Lifecycle", "Phase"]
 
@@ -58,15 +56,6 @@ LISTENER_FLUSH = 1.0
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
-
-
-class Phase(str, enum.Enum):
-    """Where the application is in its life. Phases only move forward."""
-
-    STARTING = "starting"
-    STARTED = "started"
-    DRAINING = "draining"
-    STOPPED = "stopped"
 
 
 def _decorate(func: _F | None, register: Callable[[_F], _F], what: str) -> _F | Callable[[_F], _F]:

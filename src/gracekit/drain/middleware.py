@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,12 +16,9 @@ from ..deadlines.headers import inbound_budget
 from ..deadlines.routes import RouteTable, find_routes
 from .answers import CONNECTION_CLOSE, CutAnswers, broken_off
 from .cancellation import absorb_cancellation, cancelled_by_others, still_cancelled
-from .inflight import current_task
+from .inflight import InFlight, current_task
 
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
-
-__all__ = ["DrainMiddleware", "RequestObserver"]
+__all__ = ["DrainMiddleware", "Drained", "RequestObserver"]
 
 _GOING_AWAY = {"type": "websocket.close", "code": 1001, "reason": "server shutting down"}
 
@@ -42,6 +39,18 @@ class RequestObserver(Protocol):
         """*route* is the matched route's template (None: no route matched); *status* what
         the client got (500 when the app raised); *after_shutdown* True for a request that
         arrived once the shutdown had started; *cut* why it was cut short, if it was."""
+
+
+class Drained(Protocol):
+    """What the middleware is given (a :class:`~gracekit.Lifecycle` is one): the in-flight
+    accounting the drain waits on, and who is told about each request, read per request so
+    metrics attached later are told too."""
+
+    @property
+    def inflight(self) -> InFlight: ...
+
+    @property
+    def request_observer(self) -> RequestObserver | None: ...
 
 
 def _route_deadlines(value: Mapping[str, float | None] | None) -> dict[str, float | None]:
@@ -97,7 +106,7 @@ class DrainMiddleware:
         self,
         app: ASGIApp,
         *,
-        lifecycle: Lifecycle,
+        lifecycle: Drained,
         retry_after: int = 1,
         deadline: float | None = None,
         route_deadlines: Mapping[str, float | None] | None = None,

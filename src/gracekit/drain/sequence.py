@@ -18,9 +18,8 @@ import anyio
 import anyio.abc
 
 from ..deadlines.budget import forget
-from ..errors import LifecycleError
+from ..errors import LifecycleError, describe
 from ..events.bus import EventBus
-from ..probes.runner import describe_error
 from .hooks import FORCED_HOOK_TIMEOUT, HookAbandoned, run_hook
 from .inflight import InFlight
 from .report import EXIT_DRAIN_TIMEOUT, EXIT_HOOK_FAILED, EXIT_OK, ShutdownHook, ShutdownReport
@@ -312,7 +311,7 @@ class Termination:
                 await run_hook(hook.func, bound=timeout, hurry=hurry)
             except Exception as exc:
                 self.report.failed_hooks.append(hook.name)
-                error = describe_error(exc)
+                error = describe(exc)
                 self.events.emit(
                     "hook",
                     logging.ERROR,

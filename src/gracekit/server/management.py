@@ -17,17 +17,14 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._asgi import NO_STORE, plain, send_response
 from ..drain.prestop import PreStop, check_secret
-from ..probes.endpoints import DETAILS_POLICIES, ProbeApp
+from ..probes.endpoints import DETAILS_POLICIES, ProbeApp, Probed
 from . import management_socket
-
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
 
 __all__ = [
     "MANAGEMENT_HOST_VARIABLE",
@@ -182,6 +179,14 @@ def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
     return length, chunked
 
 
+class Managed(Probed, Protocol):
+    """What the management port serves (a :class:`~gracekit.Lifecycle` is one): the probes,
+    the preStop hook's shutdown, and further endpoints by path (``/metrics``)."""
+
+    @property
+    def management_routes(self) -> Mapping[str, ASGIApp]: ...
+
+
 class ManagementApp:
     """The ASGI app of the management port (see :class:`Management`).
 
@@ -193,7 +198,7 @@ class ManagementApp:
 
     gracekit_management = True
 
-    def __init__(self, lifecycle: Lifecycle, config: Management, *, host: str) -> None:
+    def __init__(self, lifecycle: Managed, config: Management, *, host: str) -> None:
         self.lifecycle = lifecycle
         self._probes = ProbeApp(lifecycle, details=config.details, token=config.details_token)
         self.prestop_closed = config.prestop_closed(host)
@@ -260,7 +265,7 @@ def _listening_socket(config: Management) -> tuple[Any, str]:
 
 
 @asynccontextmanager
-async def serve_management(lifecycle: Lifecycle, config: Management) -> AsyncIterator[int]:
+async def serve_management(lifecycle: Managed, config: Management) -> AsyncIterator[int]:
     """Serve the management port for the body's duration; yields the port it listens on.
 
     Raises:

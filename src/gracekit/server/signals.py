@@ -19,15 +19,13 @@ import time
 import weakref
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..drain.sequence import ServerControl, ShutdownReport
 from ..drain.timing import GRACE_MARGIN, ShutdownTiming
 from .uvicorn import UvicornControl, find_server
 
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
-
-__all__ = ["attach", "lifecycle_of"]
+__all__ = ["SignalTarget", "attach", "lifecycle_of"]
 
 logger = logging.getLogger("gracekit")
 
@@ -35,16 +33,38 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: Seconds a SIGINT may wait for the event loop before the loop counts as blocked: another
 #: SIGINT then raises KeyboardInterrupt, Python's own Ctrl-C, as the only way out.
 BLOCKED_LOOP = 1.0
+
+
+class SignalTarget(Protocol):
+    """What the signals are handed to (a :class:`~gracekit.Lifecycle` is one)."""
+
+    @property
+    def timing(self) -> ShutdownTiming: ...
+
+    @property
+    def shutdown_report(self) -> ShutdownReport: ...
+
+    def attach_server(
+        self, control: ServerControl, *, reload: bool = False, timing: ShutdownTiming | None = None
+    ) -> None:
+        """Let the termination sequence stop *control*'s server."""
+        ...
+
+    def handle_signal(self, signum: signal.Signals) -> None:
+        """Start (or force) the termination sequence for *signum*."""
+        ...
+
+
 # Which lifecycle took over which server, so ``serve()`` can read the exit status afterwards.
-_ATTACHED: weakref.WeakKeyDictionary[Any, Lifecycle] = weakref.WeakKeyDictionary()
+_ATTACHED: weakref.WeakKeyDictionary[Any, SignalTarget] = weakref.WeakKeyDictionary()
 
 
-def lifecycle_of(server: object) -> Lifecycle | None:
+def lifecycle_of(server: object) -> SignalTarget | None:
     """The lifecycle that took over *server*'s signals, if one did."""
     return _ATTACHED.get(server)
 
 
-def attach(lifecycle: Lifecycle) -> Callable[[], None] | None:
+def attach(lifecycle: SignalTarget) -> Callable[[], None] | None:
     """Route SIGTERM and SIGINT to *lifecycle* if the server is one gracekit knows.
 
     Returns a function that puts the previous handlers back, or None when nothing was done.
