@@ -45,7 +45,7 @@ class ShutdownHook:
     __slots__ = ("func", "name", "ran", "timeout")
 
     def __init__(
-        self, name: str, func: Callable[[], Awaitable[object]], timeout: float | None
+        self, name: str, func: Callable[[], Awaitable[object]], timeout: float | None = None
     ) -> None:
         self.name = _validate.name(name, what="shutdown hook name")
         if not callable(func):

@@ -18,9 +18,9 @@ import anyio
 import anyio.abc
 
 from ..deadlines.budget import forget
-from ..errors import LifecycleError, describe
+from ..errors import LifecycleError
 from ..events.bus import EventBus
-from .hooks import FORCED_HOOK_TIMEOUT, HookAbandoned, run_hook
+from .hooks import FORCED_HOOK_TIMEOUT, run_hooks
 from .inflight import InFlight
 from .report import EXIT_DRAIN_TIMEOUT, EXIT_HOOK_FAILED, EXIT_OK, ShutdownHook, ShutdownReport
 from .timing import ShutdownTiming
@@ -110,6 +110,25 @@ class Termination:
         """No shutdown delay for this run (reload mode, where no proxy needs one)."""
         self._delay = 0.0
 
+    def attach(
+        self, control: ServerControl, *, reload: bool = False, timing: ShutdownTiming | None
+    ) -> None:
+        """Stop *control*'s server when the delay is over; *timing*, when given, replaces the
+        configured timings for this run; *reload* drops the delay."""
+        self.server = control
+        if timing is not None and timing != self._configured:
+            logger.info("shutdown timing from the environment: %r", timing)
+            self.use_timing(timing)
+        if reload and self.timing.delay:
+            logger.info("reload mode: no shutdown delay")
+            self.skip_delay()
+
+    def add_hook(self, hook: ShutdownHook) -> None:
+        """Run *hook* at shutdown, after the drain (the hooks run in reverse order)."""
+        if any(other.name == hook.name for other in self.hooks):
+            raise ValueError(f"a shutdown hook named {hook.name!r} is already registered")
+        self.hooks.append(hook)
+
     # -- control (called on the event loop) ------------------------------------------------
 
     @property
@@ -146,6 +165,16 @@ class Termination:
         if self._events is not None:
             self._events.requested.set()
         return True
+
+    def on_signal(self, name: str, *, interrupt: bool) -> None:
+        """A termination signal: SIGTERM starts the sequence (a repeated one is ignored); an
+        interrupt (SIGINT) starts it without the delay, and a second one forces it."""
+        if not interrupt:
+            self.request(name)
+        elif self.requested:
+            self.force(name)
+        else:
+            self.request(name, delay=0)
 
     def force(self, source: str) -> None:
         """Hurry: skip the rest of the delay, cut what is in flight, bound the hooks tightly."""
@@ -298,39 +327,7 @@ class Termination:
         self.request("lifespan", delay=0)  # the server stopped on its own: no delay left
         if self._events is not None:
             await self._events.drained.wait()
-        for hook in reversed(self.hooks):
-            if hook.ran:
-                continue
-            hook.ran = True
-            timeout = self.timing.hook_timeout if hook.timeout is None else hook.timeout
-            if self.report.forced:
-                timeout = min(timeout, FORCED_HOOK_TIMEOUT)
-            began = time.monotonic()
-            hurry = self._events.forced if self._events is not None else anyio.Event()
-            try:
-                await run_hook(hook.func, bound=timeout, hurry=hurry)
-            except Exception as exc:
-                self.report.failed_hooks.append(hook.name)
-                error = describe(exc)
-                self.events.emit(
-                    "hook",
-                    logging.ERROR,
-                    "shutdown hook %s failed: %s",
-                    hook.name,
-                    error,
-                    hook=hook.name,
-                    ok=False,
-                    error=error,
-                    timed_out=isinstance(exc, (TimeoutError, HookAbandoned)),
-                    elapsed_s=round(time.monotonic() - began, 3),
-                )
-            else:
-                self.events.emit(
-                    "hook",
-                    logging.INFO,
-                    "shutdown hook %s done",
-                    hook.name,
-                    hook=hook.name,
-                    ok=True,
-                    elapsed_s=round(time.monotonic() - began, 3),
-                )
+        forced = self.report.forced
+        hurry = self._events.forced if self._events is not None else anyio.Event()
+        failed = await run_hooks(self.hooks, self.timing, self.events, forced=forced, hurry=hurry)
+        self.report.failed_hooks.extend(failed)

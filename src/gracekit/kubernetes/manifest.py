@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .. import _validate
 from ..drain.timing import ENVIRONMENT_VARIABLES, GRACE_PERIOD_VARIABLE
 from ..server.management import MANAGEMENT_PORT_VARIABLE, PRESTOP_TOKEN_VARIABLE, Management
 from .appinfo import MANAGEMENT_HEALTH_PATH, AppInfo
@@ -86,10 +87,9 @@ class ManifestOptions:
         unknown = set(self.objects) - set(OBJECTS)
         if unknown:
             raise ValueError(f"unknown objects {sorted(unknown)}: choose from {OBJECTS}")
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be in 1..65535, got {self.port!r}")
-        if self.management_port is not None and not 1 <= self.management_port <= 65535:
-            raise ValueError(f"management_port must be in 1..65535, got {self.management_port!r}")
+        _validate.port(self.port, what="port")
+        if self.management_port is not None:
+            _validate.port(self.management_port, what="management_port")
         if self.replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {self.replicas!r}")
 

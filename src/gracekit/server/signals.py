@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from ..drain.sequence import ServerControl, ShutdownReport
 from ..drain.timing import GRACE_MARGIN, ShutdownTiming
 from .uvicorn import UvicornControl, find_server
 
-__all__ = ["SignalTarget", "attach", "lifecycle_of"]
+__all__ = ["SignalTakeover", "SignalTarget", "attach", "lifecycle_of"]
 
 logger = logging.getLogger("gracekit")
 
@@ -120,3 +120,26 @@ def attach(lifecycle: SignalTarget) -> Callable[[], None] | None:
             signal.signal(signum, handler)
 
     return detach
+
+
+class SignalTakeover:
+    """Takes over SIGTERM and SIGINT for *target* in a block, unless they are its already (the
+    lifespan takes them first; the run inside it then leaves them be)."""
+
+    def __init__(self, target: SignalTarget) -> None:
+        self._target = target
+        self._taken = False
+
+    @contextlib.contextmanager
+    def __call__(self, enabled: bool = True) -> Iterator[None]:
+        if not enabled or self._taken:
+            yield
+            return
+        detach = attach(self._target)
+        self._taken = True
+        try:
+            yield
+        finally:
+            self._taken = False
+            if detach is not None:
+                detach()
