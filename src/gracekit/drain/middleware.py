@@ -11,7 +11,8 @@ from typing import Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import _validate
-from ..deadlines.budget import RequestDeadline, activate, deactivate
+from ..deadlines.budget import RequestDeadline
+from ..deadlines.context import activate, deactivate
 from ..deadlines.headers import inbound_budget
 from ..deadlines.routes import RouteTable, find_routes
 from .answers import CONNECTION_CLOSE, CutAnswers, broken_off
