@@ -84,7 +84,7 @@ class Runner:
             timing,
             inflight,
             self.events,
-            on_draining=host.begin_draining,
+            on_draining=self.begin_draining,
             ever_ready=lambda: state.ever_ready,
         )
         self._readiness = ReadinessWatcher(
