@@ -14,10 +14,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import (
-    ExitStack,
-    asynccontextmanager,
-)
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any, Protocol
 
 import anyio
@@ -48,14 +45,6 @@ LISTENER_FLUSH = 1.0
 
 class Host(ManagedPort, SignalTarget, Traced, Protocol):
     """What the runner serves and hands the signals to (a :class:`~gracekit.Lifecycle`)."""
-
-    def mark_broken(self, reason: str) -> None:
-        """Declare the process unable to recover."""
-        ...
-
-    def begin_draining(self) -> None:
-        """Enter the draining phase."""
-        ...
 
 
 class Runner:
@@ -93,8 +82,6 @@ class Runner:
             draining=lambda: state.draining,
             ready_at=lambda: state.ready_at,
         )
-        self._state, self._registry, self._events = state, self.registry, self.events
-        self._termination = self.termination
         self._loop_monitor = loop_monitor
         self._rng = rng
         self._ready_jitter = ready_jitter
@@ -107,6 +94,7 @@ class Runner:
         self.app_startup = AppStartup()
 
     def mark_broken(self, reason: str) -> None:
+        """Declare the process unable to recover (liveness fails), once, with an event."""
         if not isinstance(reason, str) or not reason:
             raise ValueError("mark_broken() needs a non-empty reason")
         if self.state.mark_broken(reason):
@@ -114,6 +102,7 @@ class Runner:
             self.nudge()
 
     def begin_draining(self) -> None:
+        """Enter DRAINING (readiness fails); the termination sequence calls it first."""
         if self.state.begin_draining():
             self.app_startup.cancel()  # nothing to serve, nothing to wait for
             self.nudge()
@@ -125,24 +114,24 @@ class Runner:
     def add_daemon(self, func: Callable[[], Awaitable[object]]) -> None:
         if not callable(func):
             raise TypeError(f"add_daemon() takes an async function, not {type(func).__name__}")
-        self._state.ensure_not_running("add a daemon")
+        self.state.ensure_not_running("add a daemon")
         self.daemons.append(func)
 
     def prepare(self) -> None:
         """Ready a run: refused while one runs; after a finished one, start from scratch."""
-        self._state.ensure_not_running("start the lifecycle")
-        if self._state.phase is Phase.STOPPED:
+        self.state.ensure_not_running("start the lifecycle")
+        if self.state.phase is Phase.STOPPED:
             # Run again, as test suites do with one app: start from scratch.
-            self._registry.reset()
-            self._state.reset()
-            self._termination.reset()
+            self.registry.reset()
+            self.state.reset()
+            self.termination.reset()
         self._trace_events()
 
     @asynccontextmanager
     async def run(self, *, handle_signals: bool) -> AsyncIterator[None]:
         """Run the background work for the body's duration."""
         self.prepare()
-        self._state.running = True
+        self.state.running = True
         # The task group is entered and left by hand, not around the yield: an exception from
         # the body must reach the caller as itself, not wrapped in an ExceptionGroup.
         tg = anyio.create_task_group()
@@ -151,48 +140,48 @@ class Runner:
         try:
             self._started_at = time.monotonic()
             self._trace_events()
-            self._events.bind(tg)
+            self.events.bind(tg)
             tg.start_soon(self._loop_monitor.run)
-            self._registry.start_checks(tg, self._rng, self._check_flipped)
+            self.registry.start_checks(tg, self._rng, self._check_flipped)
             tg.start_soon(self._start)
             tg.start_soon(self._readiness.run)
             for daemon in self.daemons:
                 tg.start_soon(self._run_daemon, daemon)
-            self._state.draining_event = anyio.Event()
-            self._termination.start(tg)
+            self.state.draining_event = anyio.Event()
+            self.termination.start(tg)
             while_running.enter_context(self.signals(handle_signals))  # unless the lifespan has
             while_running.enter_context(quiet_broken_off())
             self._warn_if_grace_period_short()
             yield
         finally:
             try:
-                await self._termination.finish()
+                await self.termination.finish()
             finally:
                 # The signals stay ours until the hooks are done: a repeated SIGTERM during
                 # them must not reach the server (uvicorn would re-raise it at exit: 143).
                 while_running.close()
-                self._state.phase = Phase.STOPPED
-                self._state.running = False
+                self.state.phase = Phase.STOPPED
+                self.state.running = False
                 try:
                     self._emit_stopped()
                     with anyio.move_on_after(LISTENER_FLUSH):
-                        await self._events.flush()
+                        await self.events.flush()
                 finally:
                     tg.cancel_scope.cancel()
                     await tg.__aexit__(None, None, None)
-                    self._events.bind(None)
+                    self.events.bind(None)
 
     async def _start(self) -> None:
-        failed = await self._registry.run_startup()
+        failed = await self.registry.run_startup()
         if failed is not None:
             # Nothing retries a startup task: the process can no longer become ready, so it
             # says so on every probe and lets the orchestrator restart it.
-            self._host.mark_broken(f"startup task {failed.name} failed")
+            self.mark_broken(f"startup task {failed.name} failed")
             return
         ready_at = time.monotonic() + self._rng.uniform(0, self._ready_jitter)
-        if self._state.started(ready_at):
+        if self.state.started(ready_at):
             startup = time.monotonic() - (self._started_at or time.monotonic())
-            self._events.emit(
+            self.events.emit(
                 "started", logging.INFO, "started in %.3f s", startup, startup_s=round(startup, 3)
             )
             self._readiness.nudge()
@@ -204,7 +193,7 @@ class Runner:
             logger.exception("daemon %r failed", func)
 
     def _check_flipped(self, state: CheckState) -> None:
-        check_flipped(self._events, state)
+        check_flipped(self.events, state)
         self._readiness.nudge()
 
     def _trace_events(self) -> None:
@@ -213,13 +202,13 @@ class Runner:
             otel.trace_events(self._host)
 
     def _emit_stopped(self) -> None:
-        report = self._termination.report
+        report = self.termination.report
         fields: dict[str, Any] = {"exit_status": report.exit_status}
         if self._started_at is not None:
             fields["uptime_s"] = round(time.monotonic() - self._started_at, 3)
         if report.started_at is not None:
             fields["shutdown_s"] = round(time.monotonic() - report.started_at, 3)
-        self._events.emit(
+        self.events.emit(
             "stopped", logging.INFO, "stopped (exit status %d)", report.exit_status, **fields
         )
 
@@ -227,10 +216,10 @@ class Runner:
         grace_period = Settings().grace_period()
         if grace_period is None:
             return
-        timing = self._termination.timing
+        timing = self.termination.timing
         hooks = sum(
             timing.hook_timeout if hook.timeout is None else hook.timeout
-            for hook in self._termination.hooks
+            for hook in self.termination.hooks
         )
         problem = timing.shortfall(grace_period, hooks=hooks)
         if problem is not None:
@@ -240,7 +229,7 @@ class Runner:
         """A shutdown during the application's own startup: nothing was served and nothing
         started, so there is nothing to drain and no hook to run; the server stops now."""
         logger.info("shutdown during the application's startup: stopping without serving")
-        if self._termination.server is not None:
-            self._termination.server.stop_accepting()
-        self._state.phase = Phase.STOPPED
+        if self.termination.server is not None:
+            self.termination.server.stop_accepting()
+        self.state.phase = Phase.STOPPED
         self._emit_stopped()
