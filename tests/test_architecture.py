@@ -3,6 +3,8 @@ modules small enough to read in one sitting, and a library that never imports it
 
 from __future__ import annotations
 
+import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -88,3 +90,20 @@ def test_the_library_never_imports_its_tools() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_environment_is_read_in_one_module() -> None:
+    # Every GRACEKIT_* variable the library reads is named in _settings.py and nowhere else
+    # (the tools may set them for the processes they start).
+    tools = ("cli.py", "kubernetes/", "rollout/")
+    named: dict[str, set[str]] = {}
+    for path in _modules():
+        name = path.relative_to(SOURCE).as_posix()
+        if name.startswith(tools):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            value = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(value, str) and re.fullmatch(r"GRACEKIT_[A-Z_]+", value):
+                named.setdefault(value, set()).add(name)
+    assert named, "no variable found: the scan is broken"
+    assert {module for modules in named.values() for module in modules} == {"_settings.py"}
