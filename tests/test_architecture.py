@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,10 +65,26 @@ def test_import_layers_hold() -> None:
     assert "0 broken" in result.stdout
 
 
-def test_packages_split_across_layers_list_every_module() -> None:
+def _layers_contract() -> dict[str, Any]:
     tomllib = pytest.importorskip("tomllib")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     (layers,) = [c for c in config["contracts"] if c["type"] == "layers"]
+    return dict(layers)
+
+
+def test_the_docs_draw_the_layers_of_the_contract() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    block = page.split("```text\n", 1)[1].split("```", 1)[0]
+    drawn = [sorted(line.split(None, 1)[1].split(", ")) for line in block.splitlines()]
+    contract = [
+        sorted(name.strip() for name in layer.replace("|", ":").split(":"))
+        for layer in _layers_contract()["layers"]
+    ]
+    assert drawn == contract
+
+
+def test_packages_split_across_layers_list_every_module() -> None:
+    layers = _layers_contract()
     listed = {
         name.strip() for layer in layers["layers"] for name in layer.replace("|", ":").split(":")
     }
