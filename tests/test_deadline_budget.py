@@ -17,7 +17,8 @@ from starlette.routing import Host, Mount, Route
 
 from gracekit import Lifecycle, ProbeApp, deadline
 from gracekit.deadlines import DeadlineExceeded, RequestDeadline, timeout
-from gracekit.deadlines.budget import DRAIN, EXPIRED, activate, deactivate
+from gracekit.deadlines.budget import DRAIN, EXPIRED
+from gracekit.deadlines.context import activate, deactivate
 from gracekit.deadlines.routes import RouteTable, find_routes
 
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from gracekit import DrainMiddleware, Lifecycle, deadline
 from gracekit.deadlines import RequestDeadline, remaining, timeout
-from gracekit.deadlines.budget import activate, deactivate
+from gracekit.deadlines.context import activate, deactivate
 from gracekit.deadlines.http import budget_hook, sync_budget_hook
 from gracekit.deadlines.postgres import statement_timeout
 from gracekit.deadlines.routes import RouteTable

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 def seconds(value: object, *, what: str, allow_zero: bool = False) -> float:
@@ -41,6 +44,26 @@ def positive_int(value: object, *, what: str) -> int:
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{what} must be >= 1, got {value!r}")
+    return value
+
+
+def port(value: object, *, what: str, allow_zero: bool = False) -> int:
+    """Return *value* if it is a port number: an int from 1 (0 with *allow_zero*: any free
+    port) to 65535, else raise TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    low = 0 if allow_zero else 1
+    if not low <= value <= 65535:
+        raise ValueError(
+            f"{what} must be in {low}..65535 (a port number, {low} to 65535), got {value!r}"
+        )
+    return value
+
+
+def instance(value: Any, cls: type[_T], *, what: str) -> _T | None:
+    """Return *value* if it is None or a *cls*, else raise TypeError."""
+    if value is not None and not isinstance(value, cls):
+        raise TypeError(f"{what} must be a {cls.__name__}, not {type(value).__name__}")
     return value
 
 

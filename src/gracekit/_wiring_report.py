@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.types import Message, Send
 
@@ -29,7 +29,21 @@ from .probes.endpoints import ProbeApp
 from .server.logs import follow_server_logging
 
 if TYPE_CHECKING:
-    from .lifecycle import Lifecycle
+    from .drain.middleware import RequestObserver
+
+
+class Wired(Protocol):
+    """What the report reads of a lifecycle (a :class:`~gracekit.Lifecycle` is one)."""
+
+    @property
+    def management_port(self) -> int | None: ...
+
+    @property
+    def management(self) -> object | None: ...
+
+    @property
+    def request_observer(self) -> RequestObserver | None: ...
+
 
 __all__ = ["LIFESPAN", "METRICS", "MIDDLEWARE", "PROBES", "Wiring", "lifecycle_of", "served"]
 
@@ -78,7 +92,7 @@ def lifecycle_of(lifespan: object) -> Any:
     return getattr(lifespan, _MARK, None)
 
 
-def served(lifecycle: Lifecycle, app: object) -> set[str] | None:
+def served(lifecycle: object, app: object) -> set[str] | None:
     """Which of *lifecycle*'s endpoints (:data:`PROBES`, :data:`METRICS`) the routes of *app*
     serve, below mounts and middleware; None when *app* has no router gracekit can read."""
     routes = find_routes(app)
@@ -106,7 +120,7 @@ def served(lifecycle: Lifecycle, app: object) -> set[str] | None:
 class Wiring:
     """What one lifecycle has seen of the app it serves, and what it reported missing."""
 
-    def __init__(self, lifecycle: Lifecycle) -> None:
+    def __init__(self, lifecycle: Wired) -> None:
         self._lifecycle = lifecycle
         #: A DrainMiddleware of this lifecycle has seen a lifespan scope: it wraps the app.
         self.middleware = False

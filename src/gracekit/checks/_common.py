@@ -54,11 +54,3 @@ async def close_bounded(close: Callable[[], Awaitable[object]]) -> None:
     """
     with anyio.move_on_after(CLOSE_BOUND, shield=True):
         await close()
-
-
-def port_number(value: object, *, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not 1 <= value <= 65535:
-        raise ValueError(f"{what} must be in 1..65535, got {value!r}")
-    return value

@@ -8,7 +8,6 @@ import anyio
 
 from .. import _validate
 from ..probes.check import Check
-from ._common import port_number
 
 __all__ = ["tcp_check"]
 
@@ -24,7 +23,7 @@ def tcp_check(host: str, port: int, *, name: str | None = None, **options: Any) 
     """
     if not isinstance(host, str) or not host:
         raise ValueError(f"tcp_check() needs a host name, got {host!r}")
-    port = port_number(port, what="tcp_check() port")
+    port = _validate.port(port, what="tcp_check() port")
     check_name = _validate.name(name or f"tcp-{host}-{port}", what="check name")
 
     async def connect() -> dict[str, object]:

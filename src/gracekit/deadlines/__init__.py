@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from ..errors import DeadlineExceeded as DeadlineExceeded
 from .budget import RequestDeadline as RequestDeadline
-from .budget import current as current
-from .budget import deadline_at as deadline_at
-from .budget import remaining as remaining
-from .budget import timeout as timeout
+from .context import current as current
+from .context import deadline_at as deadline_at
+from .context import remaining as remaining
+from .context import timeout as timeout
 from .headers import BUDGET_HEADERS as BUDGET_HEADERS
 from .headers import inbound_budget as inbound_budget
 from .routes import RouteInfo as RouteInfo

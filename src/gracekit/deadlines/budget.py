@@ -11,37 +11,41 @@ through :func:`current`, :func:`remaining` and :func:`timeout`.
 from __future__ import annotations
 
 import asyncio
+import enum
 import math
 import sys
 import time
 from collections.abc import MutableMapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
-
-from ..errors import DeadlineExceeded
 
 if TYPE_CHECKING:
     from starlette.types import Send
 
     from .routes import RouteInfo, RouteTable
 
-__all__ = [
-    "DRAIN",
-    "EXPIRED",
-    "RequestDeadline",
-    "current",
-    "deadline_at",
-    "forget",
-    "remaining",
-    "timeout",
-]
+__all__ = ["DRAIN", "EXPIRED", "CutReason", "RequestDeadline"]
 
-#: Why a request was cut short: its own deadline (504), or the drain deadline (503).
-EXPIRED = "deadline"
-DRAIN = "drain"
+
+class CutReason(str, enum.Enum):
+    """Why a request (or a websocket, or tracked work) was cut short."""
+
+    #: Its own deadline passed: answered 504.
+    EXPIRED = "deadline"
+    #: The drain deadline passed: answered 503 with ``Retry-After``.
+    DRAIN = "drain"
+    #: The shutdown was forced (a second SIGINT).
+    FORCED = "forced shutdown"
+    #: What was still running at the drain deadline: websockets, tracked work.
+    DRAIN_DEADLINE = "drain deadline"
+
+    def __str__(self) -> str:
+        return self.value  # in messages and cancellation texts, as the plain strings were
+
+
+EXPIRED = CutReason.EXPIRED
+DRAIN = CutReason.DRAIN
 
 _INF = math.inf
-_CURRENT: ContextVar[RequestDeadline | None] = ContextVar("gracekit_deadline", default=None)
 _ENDED: dict[str, Any] = {}  # the scope of every request that is over (never written to)
 
 
@@ -105,7 +109,7 @@ class RequestDeadline:
         self.started = started
         self.inbound = inbound
         self.drain_at = drain_at
-        self.cut: str | None = None
+        self.cut: CutReason | None = None
         #: The event-loop timer that cuts the request at its deadline (see timers.py).
         self.timer: asyncio.TimerHandle | None = None
         #: The response has been sent whole: work after it (background tasks) is not bound by
@@ -189,7 +193,7 @@ class RequestDeadline:
         at = self.at
         return None if at is None else at - self.started
 
-    def expiry_reason(self) -> str:
+    def expiry_reason(self) -> CutReason:
         """Why the request is cut when its deadline passes: the drain's, or its own."""
         if self.drain_at is not None and self.drain_at <= self._own():
             return DRAIN
@@ -212,7 +216,7 @@ class RequestDeadline:
             self.timer.cancel()
             self.timer = None
 
-    def cancel(self, reason: str) -> None:
+    def cancel(self, reason: CutReason) -> None:
         """Cut the request short: cancel its task, saying why; or, while a worker thread works
         for it, have it answered in its place (see :attr:`held`)."""
         if self.held is not None:
@@ -249,65 +253,3 @@ class RequestDeadline:
         at = self.at
         left = "none" if at is None else f"{max(0.0, at - time.monotonic()):.3f} s left"
         return f"<RequestDeadline route={self.route.template!r} {left} source={self.source}>"
-
-
-def activate(deadline: RequestDeadline) -> object:
-    """Make *deadline* the current one; returns the token for :func:`deactivate`."""
-    return _CURRENT.set(deadline)
-
-
-def deactivate(token: object) -> None:
-    _CURRENT.reset(token)  # type: ignore[arg-type]
-
-
-def forget() -> None:
-    """Work that outlives the request (spawned in the background) has no request deadline:
-    call it first thing in that work's own context."""
-    _CURRENT.set(None)
-
-
-def current() -> RequestDeadline | None:
-    """The deadline of the request being served, or None outside a request, or once its
-    response has been sent (its background tasks and the work it spawned have no deadline).
-
-    It works in worker threads too (sync endpoints), since the context travels with them.
-    """
-    deadline = _CURRENT.get()
-    if deadline is None or deadline.ended or deadline.completed:
-        return None  # over, or only its background tasks are left: they have no deadline
-    return deadline
-
-
-def deadline_at() -> float:
-    """The current request's absolute deadline on ``anyio.current_time()``, or ``math.inf``
-    when it has none (or outside a request): ``anyio.CancelScope(deadline=deadline_at())``."""
-    deadline = current()
-    at = None if deadline is None else deadline.at
-    return math.inf if at is None else at
-
-
-def remaining() -> float | None:
-    """Seconds left in the current request's budget (0 once spent), or None when the request
-    has no deadline or there is no request."""
-    deadline = current()
-    return None if deadline is None else deadline.remaining()
-
-
-def timeout(default: float | None = None) -> float | None:
-    """The timeout to give a downstream call: the remaining budget, capped by *default*.
-
-    Pass it as a client's per-call timeout (``await conn.fetch(query, timeout=timeout())``).
-    Outside a request, or in one without a deadline, it returns *default*.
-
-    Raises:
-        DeadlineExceeded: the budget is spent; the call would fail anyway, so it is not made.
-    """
-    deadline = current()
-    left = None if deadline is None else deadline.remaining()
-    if deadline is None or left is None:
-        return default
-    if left <= 0:
-        raise DeadlineExceeded(
-            f"the deadline of {deadline.route.template or 'this request'} has passed"
-        )
-    return left if default is None else min(left, default)

@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ..errors import DeadlineExceeded
-from .budget import current
+from .context import current
 from .headers import GRACEKIT
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from ..errors import DeadlineExceeded, GracekitError
-from .budget import current
+from .context import current
 
 __all__ = ["statement_timeout"]
 

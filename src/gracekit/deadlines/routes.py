@@ -29,7 +29,14 @@ from ._routers import (
     walk,
 )
 
-__all__ = ["ATTRIBUTE", "RouteInfo", "RouteTable", "deadline", "find_routes"]
+__all__ = [
+    "ATTRIBUTE",
+    "RouteInfo",
+    "RouteTable",
+    "checked_route_deadlines",
+    "deadline",
+    "find_routes",
+]
 
 #: Where ``@deadline`` keeps an endpoint's deadline.
 ATTRIBUTE = "__gracekit_deadline__"
@@ -269,3 +276,23 @@ class RouteTable:
         budget = getattr(endpoint, ATTRIBUTE, self.default)
         exempt = is_management_app(endpoint)
         return RouteInfo(template, None if exempt else budget, exempt)
+
+
+def checked_route_deadlines(
+    value: Mapping[str, float | None] | None,
+) -> dict[str, float | None]:
+    """*value* (``route_deadlines=``) checked: route templates to seconds or None."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"route_deadlines must be a mapping, not {type(value).__name__}")
+    checked: dict[str, float | None] = {}
+    for template, seconds in value.items():
+        if not isinstance(template, str) or not template.startswith("/"):
+            raise ValueError(
+                f"route_deadlines keys are route templates ('/path'), got {template!r}"
+            )
+        checked[template] = _validate.optional_seconds(
+            seconds, what=f"route_deadlines[{template!r}]"
+        )
+    return checked

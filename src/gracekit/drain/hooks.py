@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Generator
+import logging
+import time
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
 import anyio
 
-__all__ = ["ABANDON_GRACE", "FORCED_HOOK_TIMEOUT", "HookAbandoned", "run_hook"]
+from ..errors import describe
+from ..events.bus import EventBus
+from .report import ShutdownHook
+from .timing import ShutdownTiming
+
+__all__ = ["ABANDON_GRACE", "FORCED_HOOK_TIMEOUT", "HookAbandoned", "run_hook", "run_hooks"]
 
 #: Seconds a hook cancelled at its timeout gets to finish before it is abandoned.
 ABANDON_GRACE = 1.0
@@ -119,3 +126,53 @@ async def _wait(task: asyncio.Task[bool], seconds: float, hurry: anyio.Event) ->
             await asyncio.wait({task})
         tg.cancel_scope.cancel()
     return task.done()
+
+
+async def run_hooks(
+    hooks: Sequence[ShutdownHook],
+    timing: ShutdownTiming,
+    events: EventBus,
+    *,
+    forced: bool,
+    hurry: anyio.Event,
+) -> list[str]:
+    """Run the *hooks* not run yet, last registered first, each bounded by its timeout (at
+    most :data:`FORCED_HOOK_TIMEOUT` when *forced*), each reported as a ``hook`` event; the
+    names of those that failed."""
+    failed: list[str] = []
+    for hook in reversed(hooks):
+        if hook.ran:
+            continue
+        hook.ran = True
+        timeout = timing.hook_timeout if hook.timeout is None else hook.timeout
+        if forced:
+            timeout = min(timeout, FORCED_HOOK_TIMEOUT)
+        began = time.monotonic()
+        try:
+            await run_hook(hook.func, bound=timeout, hurry=hurry)
+        except Exception as exc:
+            failed.append(hook.name)
+            error = describe(exc)
+            events.emit(
+                "hook",
+                logging.ERROR,
+                "shutdown hook %s failed: %s",
+                hook.name,
+                error,
+                hook=hook.name,
+                ok=False,
+                error=error,
+                timed_out=isinstance(exc, (TimeoutError, HookAbandoned)),
+                elapsed_s=round(time.monotonic() - began, 3),
+            )
+        else:
+            events.emit(
+                "hook",
+                logging.INFO,
+                "shutdown hook %s done",
+                hook.name,
+                hook=hook.name,
+                ok=True,
+                elapsed_s=round(time.monotonic() - began, 3),
+            )
+    return failed

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from ..deadlines.budget import EXPIRED, RequestDeadline
+from ..deadlines.budget import EXPIRED, CutReason, RequestDeadline
 from ..deadlines.timers import DeadlineTimers
 from ..errors import GracekitError
 
@@ -79,7 +79,7 @@ class InFlight:
             await self._idle.wait()
         self._idle = None
 
-    def cut(self, reason: str) -> int:
+    def cut(self, reason: CutReason) -> int:
         """Cancel every request and websocket in flight, saying why; returns how many."""
         count = 0
         for deadline in list(self.requests.values()):

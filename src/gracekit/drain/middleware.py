@@ -6,22 +6,20 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import _validate
-from ..deadlines.budget import RequestDeadline, activate, deactivate
+from ..deadlines.budget import RequestDeadline
+from ..deadlines.context import activate, deactivate
 from ..deadlines.headers import inbound_budget
-from ..deadlines.routes import RouteTable, find_routes
+from ..deadlines.routes import RouteTable, checked_route_deadlines, find_routes
 from .answers import CONNECTION_CLOSE, CutAnswers, broken_off
 from .cancellation import absorb_cancellation, cancelled_by_others, still_cancelled
-from .inflight import current_task
+from .inflight import InFlight, current_task
 
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
-
-__all__ = ["DrainMiddleware", "RequestObserver"]
+__all__ = ["DrainMiddleware", "Drained", "RequestObserver"]
 
 _GOING_AWAY = {"type": "websocket.close", "code": 1001, "reason": "server shutting down"}
 
@@ -44,21 +42,26 @@ class RequestObserver(Protocol):
         arrived once the shutdown had started; *cut* why it was cut short, if it was."""
 
 
-def _route_deadlines(value: Mapping[str, float | None] | None) -> dict[str, float | None]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise TypeError(f"route_deadlines must be a mapping, not {type(value).__name__}")
-    checked: dict[str, float | None] = {}
-    for template, seconds in value.items():
-        if not isinstance(template, str) or not template.startswith("/"):
-            raise ValueError(
-                f"route_deadlines keys are route templates ('/path'), got {template!r}"
-            )
-        checked[template] = _validate.optional_seconds(
-            seconds, what=f"route_deadlines[{template!r}]"
-        )
-    return checked
+class WiringWatch(Protocol):
+    """Told by a middleware that sees the lifespan scope that it wraps the app."""
+
+    def watch(self, app: ASGIApp, send: Send) -> Send:
+        """The *send* of the lifespan, through which startup's end is reported."""
+
+
+class Drained(Protocol):
+    """What the middleware is given (a :class:`~gracekit.Lifecycle` is one): the in-flight
+    accounting the drain waits on, who is told about each request, read per request so
+    metrics attached later are told too, and what watches the app's wiring."""
+
+    @property
+    def inflight(self) -> InFlight: ...
+
+    @property
+    def request_observer(self) -> RequestObserver | None: ...
+
+    @property
+    def wiring(self) -> WiringWatch: ...
 
 
 class DrainMiddleware:
@@ -97,7 +100,7 @@ class DrainMiddleware:
         self,
         app: ASGIApp,
         *,
-        lifecycle: Lifecycle,
+        lifecycle: Drained,
         retry_after: int = 1,
         deadline: float | None = None,
         route_deadlines: Mapping[str, float | None] | None = None,
@@ -109,7 +112,7 @@ class DrainMiddleware:
         self.lifecycle = lifecycle
         self._inflight = lifecycle.inflight
         self._default = _validate.optional_seconds(deadline, what="deadline")
-        self._overrides = _route_deadlines(route_deadlines)
+        self._overrides = checked_route_deadlines(route_deadlines)
         self._budget_headers = bool(budget_headers)
         self._table: RouteTable | None = None
         self._shortest = math.inf

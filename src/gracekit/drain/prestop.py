@@ -19,16 +19,14 @@ import hmac
 import logging
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from starlette.types import Scope, Send
 
 from .._asgi import plain, send_response
+from .sequence import Termination
 
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
-
-__all__ = ["PreStop", "check_secret"]
+__all__ = ["PreStop", "ShutdownTarget", "check_secret"]
 
 logger = logging.getLogger("gracekit")
 
@@ -40,6 +38,17 @@ _NOT_ALLOWED = plain(405, "method not allowed", (b"allow", b"GET, POST"))
 _REMEMBERED_PEERS = 256
 _PERIOD = 60.0  # seconds
 _BURST = 10  # log lines a period, all callers together
+
+
+class ShutdownTarget(Protocol):
+    """What the preStop hook shuts down (a :class:`~gracekit.Lifecycle` is one)."""
+
+    @property
+    def termination(self) -> Termination: ...
+
+    def shutdown(self, *, source: str, delay: float | None = None) -> bool:
+        """Start the termination sequence; False if it had started already."""
+        ...
 
 
 def check_secret(token: object, header: object) -> None:
@@ -128,7 +137,7 @@ class PreStop:
 
     def __init__(
         self,
-        lifecycle: Lifecycle,
+        lifecycle: ShutdownTarget,
         *,
         token: str | None = None,
         header: str | None = None,

@@ -3,10 +3,12 @@ shutdown hooks it runs."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .. import _validate
+from ..events.bus import EventBus
 
 __all__ = ["EXIT_DRAIN_TIMEOUT", "EXIT_HOOK_FAILED", "EXIT_OK", "ShutdownHook", "ShutdownReport"]
 
@@ -28,6 +30,31 @@ class ShutdownReport:
     cancelled_tasks: int = 0  # tracked background work cancelled at the deadline
     failed_hooks: list[str] = field(default_factory=list)
 
+    def emit_drained(self, events: EventBus, *, elapsed: float, drain_s: float) -> None:
+        """Emit the ``drained`` event: a warning when the drain deadline cut work short."""
+        outcome = {
+            "elapsed_s": round(elapsed, 3),
+            "drain_s": round(drain_s, 3),
+            "timed_out": self.drain_timed_out,
+            "cut_requests": self.cut_requests,
+            "broken_responses": self.broken_responses,
+            "cancelled_tasks": self.cancelled_tasks,
+        }
+        if not self.drain_timed_out:
+            events.emit("drained", logging.INFO, "drained in %.3f s", elapsed, **outcome)
+            return
+        events.emit(
+            "drained",
+            logging.WARNING,
+            "drain deadline reached after %.3f s: %d requests answered 503, %d responses "
+            "cut, %d background tasks cancelled",
+            elapsed,
+            self.cut_requests,
+            self.broken_responses,
+            self.cancelled_tasks,
+            **outcome,
+        )
+
     @property
     def exit_status(self) -> int:
         """0 after a clean shutdown; 3 if the drain timed out, 4 if a hook failed, 5 if both."""
@@ -45,7 +72,7 @@ class ShutdownHook:
     __slots__ = ("func", "name", "ran", "timeout")
 
     def __init__(
-        self, name: str, func: Callable[[], Awaitable[object]], timeout: float | None
+        self, name: str, func: Callable[[], Awaitable[object]], timeout: float | None = None
     ) -> None:
         self.name = _validate.name(name, what="shutdown hook name")
         if not callable(func):

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 
-from ..deadlines.budget import forget
+from ..deadlines.budget import CutReason
 from ..errors import LifecycleError
 from ..events.bus import EventBus
-from ..probes.runner import describe_error
-from .hooks import FORCED_HOOK_TIMEOUT, HookAbandoned, run_hook
+from .hooks import FORCED_HOOK_TIMEOUT, run_hooks
 from .inflight import InFlight
 from .report import EXIT_DRAIN_TIMEOUT, EXIT_HOOK_FAILED, EXIT_OK, ShutdownHook, ShutdownReport
 from .timing import ShutdownTiming
+from .tracked import TrackedWork
 
 __all__ = [
     "EXIT_DRAIN_TIMEOUT",
@@ -84,8 +84,8 @@ class Termination:
         self._on_draining = on_draining
         self._ever_ready = ever_ready
         self._delay = timing.delay
-        self._tracked: set[anyio.CancelScope] = set()
-        self._tracked_idle: anyio.Event | None = None
+        #: Background work the drain waits for (:meth:`track`, :meth:`spawn`).
+        self.tracked = TrackedWork()
         self._group: anyio.abc.TaskGroup | None = None
         self._events: _Events | None = None  # created on the event loop, by start()
 
@@ -110,6 +110,25 @@ class Termination:
     def skip_delay(self) -> None:
         """No shutdown delay for this run (reload mode, where no proxy needs one)."""
         self._delay = 0.0
+
+    def attach(
+        self, control: ServerControl, *, reload: bool = False, timing: ShutdownTiming | None
+    ) -> None:
+        """Stop *control*'s server when the delay is over; *timing*, when given, replaces the
+        configured timings for this run; *reload* drops the delay."""
+        self.server = control
+        if timing is not None and timing != self._configured:
+            logger.info("shutdown timing from the environment: %r", timing)
+            self.use_timing(timing)
+        if reload and self.timing.delay:
+            logger.info("reload mode: no shutdown delay")
+            self.skip_delay()
+
+    def add_hook(self, hook: ShutdownHook) -> None:
+        """Run *hook* at shutdown, after the drain (the hooks run in reverse order)."""
+        if any(other.name == hook.name for other in self.hooks):
+            raise ValueError(f"a shutdown hook named {hook.name!r} is already registered")
+        self.hooks.append(hook)
 
     # -- control (called on the event loop) ------------------------------------------------
 
@@ -148,6 +167,16 @@ class Termination:
             self._events.requested.set()
         return True
 
+    def on_signal(self, name: str, *, interrupt: bool) -> None:
+        """A termination signal: SIGTERM starts the sequence (a repeated one is ignored); an
+        interrupt (SIGINT) starts it without the delay, and a second one forces it."""
+        if not interrupt:
+            self.request(name)
+        elif self.requested:
+            self.force(name)
+        else:
+            self.request(name, delay=0)
+
     def force(self, source: str) -> None:
         """Hurry: skip the rest of the delay, cut what is in flight, bound the hooks tightly."""
         self.request(source, delay=0)
@@ -171,32 +200,15 @@ class Termination:
 
     # -- tracked background work -----------------------------------------------------------
 
-    @asynccontextmanager
-    async def track(self) -> AsyncIterator[anyio.CancelScope]:
+    def track(self) -> AbstractAsyncContextManager[anyio.CancelScope]:
         """Make the body count as background work the drain waits for (and cancels at the
         drain deadline)."""
-        with anyio.CancelScope() as scope:
-            self._tracked.add(scope)
-            try:
-                yield scope
-            finally:
-                self._tracked.discard(scope)
-                if not self._tracked and self._tracked_idle is not None:
-                    self._tracked_idle.set()
+        return self.tracked.track()
 
     def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str | None) -> None:
         if self._group is None or self._events is None or self._events.drained.is_set():
             raise LifecycleError("background work can only start while the lifecycle runs")
-
-        async def tracked() -> None:
-            forget()  # background work does not inherit the deadline of the request it came from
-            async with self.track():
-                try:
-                    await func(*args)
-                except Exception:
-                    logger.exception("background task %s failed", name or func)
-
-        self._group.start_soon(tracked, name=name)
+        self._group.start_soon(self.tracked.run, func, args, name, name=name)
 
     # -- the sequence ----------------------------------------------------------------------
 
@@ -223,13 +235,13 @@ class Termination:
             logging.INFO,
             "draining %d in flight, %d background",
             len(self.inflight),
-            len(self._tracked),
-            background=len(self._tracked),
+            len(self.tracked),
+            background=len(self.tracked),
             elapsed_s=round(time.monotonic() - started, 3),
         )
         timeout = 0.0 if self.report.forced else self.timing.drain_timeout
         if self.report.forced:
-            self._cut("forced shutdown")  # before the clamp, which would say "drain"
+            self._cut(CutReason.FORCED)  # before the clamp, which would say "drain"
         drain_at = anyio.current_time() + timeout
         # One deadline mechanism: the drain deadline caps every request's own, so a request
         # still running then is cut by its own timer and answered 503 in time, and handlers see
@@ -241,7 +253,7 @@ class Termination:
                 await self._wait_idle()
             tg.cancel_scope.cancel()
         if deadline.cancelled_caught:
-            self._cut("drain deadline")  # websockets and background work; requests are cut
+            self._cut(CutReason.DRAIN_DEADLINE)  # websockets and background work; requests are cut
             with anyio.move_on_after(_CUT_GRACE):
                 await self._wait_idle()
         report = self.report
@@ -249,89 +261,30 @@ class Termination:
         report.broken_responses = self.inflight.broken_responses
         if report.cut_requests or report.broken_responses:
             report.drain_timed_out = True
-        elapsed = time.monotonic() - started
-        outcome = {
-            "elapsed_s": round(elapsed, 3),
-            "drain_s": round(anyio.current_time() - (drain_at - timeout), 3),
-            "timed_out": report.drain_timed_out,
-            "cut_requests": report.cut_requests,
-            "broken_responses": report.broken_responses,
-            "cancelled_tasks": report.cancelled_tasks,
-        }
-        if report.drain_timed_out:
-            self.events.emit(
-                "drained",
-                logging.WARNING,
-                "drain deadline reached after %.3f s: %d requests answered 503, %d responses "
-                "cut, %d background tasks cancelled",
-                elapsed,
-                report.cut_requests,
-                report.broken_responses,
-                report.cancelled_tasks,
-                **outcome,
-            )
-        else:
-            self.events.emit("drained", logging.INFO, "drained in %.3f s", elapsed, **outcome)
+        drain_s = anyio.current_time() - (drain_at - timeout)
+        report.emit_drained(self.events, elapsed=time.monotonic() - started, drain_s=drain_s)
         events.drained.set()
 
     async def _cut_when_forced(self, events: _Events) -> None:
         await events.forced.wait()
-        self._cut("forced shutdown")
+        self._cut(CutReason.FORCED)
 
-    def _cut(self, reason: str) -> None:
+    def _cut(self, reason: CutReason) -> None:
         cut = self.inflight.cut(reason)
-        if cut or self._tracked:
+        if cut or self.tracked:
             self.report.drain_timed_out = True
-        fresh = [scope for scope in self._tracked if not scope.cancel_called]
-        self.report.cancelled_tasks += len(fresh)
-        for scope in fresh:
-            scope.cancel()
+        self.report.cancelled_tasks += self.tracked.cancel()
 
     async def _wait_idle(self) -> None:
         await self.inflight.wait_idle()
-        while self._tracked:
-            self._tracked_idle = anyio.Event()
-            await self._tracked_idle.wait()
-        self._tracked_idle = None
+        await self.tracked.wait_idle()
 
     async def finish(self) -> None:
         """At lifespan shutdown: make sure the drain ran, then run the hooks (once each)."""
         self.request("lifespan", delay=0)  # the server stopped on its own: no delay left
         if self._events is not None:
             await self._events.drained.wait()
-        for hook in reversed(self.hooks):
-            if hook.ran:
-                continue
-            hook.ran = True
-            timeout = self.timing.hook_timeout if hook.timeout is None else hook.timeout
-            if self.report.forced:
-                timeout = min(timeout, FORCED_HOOK_TIMEOUT)
-            began = time.monotonic()
-            hurry = self._events.forced if self._events is not None else anyio.Event()
-            try:
-                await run_hook(hook.func, bound=timeout, hurry=hurry)
-            except Exception as exc:
-                self.report.failed_hooks.append(hook.name)
-                error = describe_error(exc)
-                self.events.emit(
-                    "hook",
-                    logging.ERROR,
-                    "shutdown hook %s failed: %s",
-                    hook.name,
-                    error,
-                    hook=hook.name,
-                    ok=False,
-                    error=error,
-                    timed_out=isinstance(exc, (TimeoutError, HookAbandoned)),
-                    elapsed_s=round(time.monotonic() - began, 3),
-                )
-            else:
-                self.events.emit(
-                    "hook",
-                    logging.INFO,
-                    "shutdown hook %s done",
-                    hook.name,
-                    hook=hook.name,
-                    ok=True,
-                    elapsed_s=round(time.monotonic() - began, 3),
-                )
+        forced = self.report.forced
+        hurry = self._events.forced if self._events is not None else anyio.Event()
+        failed = await run_hooks(self.hooks, self.timing, self.events, forced=forced, hurry=hurry)
+        self.report.failed_hooks.extend(failed)

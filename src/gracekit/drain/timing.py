@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import _validate
+from .._settings import ENVIRONMENT_VARIABLES, GRACE_PERIOD_VARIABLE, Settings
 
 __all__ = [
     "DEFAULT_DRAIN_TIMEOUT",
@@ -19,17 +20,6 @@ __all__ = [
     "ShutdownTiming",
     "grace_period_from_env",
 ]
-
-#: Set it to the pod's ``terminationGracePeriodSeconds`` (the manifests gracekit writes do; the
-#: gunicorn worker sets it from ``graceful_timeout``) and startup warns when it is too short.
-GRACE_PERIOD_VARIABLE = "GRACEKIT_GRACE_PERIOD"
-
-#: The variables :meth:`ShutdownTiming.from_env` reads, by field.
-ENVIRONMENT_VARIABLES = {
-    "delay": "GRACEKIT_SHUTDOWN_DELAY",
-    "drain_timeout": "GRACEKIT_DRAIN_TIMEOUT",
-    "hook_timeout": "GRACEKIT_HOOK_TIMEOUT",
-}
 
 DEFAULT_SHUTDOWN_DELAY = 5.0
 DEFAULT_DRAIN_TIMEOUT = 20.0
@@ -101,20 +91,7 @@ class ShutdownTiming:
             "drain_timeout": base.drain_timeout,
             "hook_timeout": base.hook_timeout,
         }
-        for field, variable in ENVIRONMENT_VARIABLES.items():
-            raw = environ.get(variable)
-            if raw is None or not raw.strip():
-                continue
-            if field == "delay" and raw.strip() == "auto":
-                # Only a pod behind Kubernetes' endpoints needs to wait for proxies to catch up.
-                if not environ.get("KUBERNETES_SERVICE_HOST"):
-                    values["delay"] = 0.0
-                continue
-            try:
-                values[field] = float(raw)
-            except ValueError:
-                raise ValueError(f"{variable} must be a number of seconds, got {raw!r}") from None
-        return cls(**values)
+        return cls(**{**values, **Settings(environ).shutdown_timings()})
 
     def shortfall(self, grace_period: float, *, hooks: float | None = None) -> str | None:
         """Why *grace_period* seconds cannot cover this sequence, or None if it can."""
@@ -137,13 +114,4 @@ class ShutdownTiming:
 
 def grace_period_from_env(environ: Mapping[str, str] = os.environ) -> float | None:
     """The grace period ``GRACEKIT_GRACE_PERIOD`` announces, if set and valid."""
-    raw = environ.get(GRACE_PERIOD_VARIABLE, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(
-            f"{GRACE_PERIOD_VARIABLE} must be a number of seconds, got {raw!r}"
-        ) from None
-    return _validate.seconds(value, what=GRACE_PERIOD_VARIABLE)
+    return Settings(environ).grace_period()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +13,8 @@ from typing import Any
 
 import anyio
 import anyio.abc
+
+from .._loop import LoopBinding
 
 __all__ = ["EVENT_KINDS", "EventBus", "LifecycleEvent", "Listener"]
 
@@ -83,8 +83,7 @@ class EventBus:
         self._group: anyio.abc.TaskGroup | None = None
         #: Tasks that start listeners emitted from loop callbacks (the loop keeps weak refs).
         self._starters: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: int | None = None
+        self._loop = LoopBinding()
         self._pending = 0
         self._idle: anyio.Event | None = None
 
@@ -105,20 +104,14 @@ class EventBus:
         emitted from other threads are handed to this loop."""
         self._group = group
         if group is None:
-            self._loop = self._thread = None
+            self._loop.unbind()
         else:
-            self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
+            self._loop.bind()
 
     def emit(self, kind: str, level: int, template: str, *args: object, **fields: Any) -> None:
         """Log the event (``template % args``) with its fields, and hand it to the listeners,
         on the event loop (from another thread, a gate opened there: soon after)."""
-        loop = self._loop
-        if loop is not None and threading.get_ident() != self._thread:
-            emit = functools.partial(self._emit, kind, level, template, *args, **fields)
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
-                loop.call_soon_threadsafe(emit)
-            return
-        self._emit(kind, level, template, *args, **fields)
+        self._loop.call(functools.partial(self._emit, kind, level, template, *args, **fields))
 
     def _emit(self, kind: str, level: int, template: str, *args: object, **fields: Any) -> None:
         event = LifecycleEvent(

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._optional import require
-from .bus import LifecycleEvent
-
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
+from .bus import EventBus, LifecycleEvent
 
 __all__ = ["available", "trace_events"]
 
@@ -50,7 +47,17 @@ def attributes(event: LifecycleEvent) -> dict[str, Any]:
     return values
 
 
-def trace_events(lifecycle: Lifecycle, *, tracer_provider: Any = None) -> Callable[[], None]:
+class Traced(Protocol):
+    """What has events to trace (a :class:`~gracekit.Lifecycle` is one); *traced* set, it
+    does not subscribe its own bridge to the global tracer provider."""
+
+    traced: bool
+
+    @property
+    def events(self) -> EventBus: ...
+
+
+def trace_events(lifecycle: Traced, *, tracer_provider: Any = None) -> Callable[[], None]:
     """Turn each of *lifecycle*'s events into a span; returns the way to stop.
 
     *tracer_provider* defaults to the global one (``opentelemetry.trace.set_tracer_provider``).

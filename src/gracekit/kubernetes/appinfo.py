@@ -187,16 +187,21 @@ class _Found:
         self.probe_apps: list[tuple[str, ProbeApp]] = []
         self._seen: set[int] = set()
 
+    def _lifecycle(self, found: object) -> None:
+        # They take any object shaped like one (a protocol); only a Lifecycle is inspected.
+        if isinstance(found, Lifecycle):
+            self.lifecycles.append(found)
+
     def walk(self, app: object, prefix: str, depth: int) -> None:
         if depth > _MAX_DEPTH or id(app) in self._seen:
             return
         self._seen.add(id(app))
         if isinstance(app, ProbeApp):
             self.probe_apps.append((prefix or "/", app))
-            self.lifecycles.append(app.lifecycle)
+            self._lifecycle(app.lifecycle)
             return
         if isinstance(app, DrainMiddleware):
-            self.lifecycles.append(app.lifecycle)
+            self._lifecycle(app.lifecycle)
         for middleware in getattr(app, "user_middleware", None) or ():
             cls = getattr(middleware, "cls", None)
             if isinstance(cls, type) and issubclass(cls, DrainMiddleware):

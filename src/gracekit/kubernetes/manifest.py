@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from ..drain.timing import ENVIRONMENT_VARIABLES, GRACE_PERIOD_VARIABLE
@@ -19,12 +19,11 @@ from ..server.management import MANAGEMENT_PORT_VARIABLE, PRESTOP_TOKEN_VARIABLE
 from .appinfo import MANAGEMENT_HEALTH_PATH, AppInfo
 from .container import ANY_HOST
 from .errors import InputError
+from .options import OBJECTS, PRESTOP_MODES, ManifestOptions
 from .timing import STARTUP_PERIOD, Budget, effective_timing, startup_failure_threshold
 
 __all__ = ["OBJECTS", "PRESTOP_MODES", "ManifestOptions", "budget_of", "build_manifest"]
 
-PRESTOP_MODES = ("auto", "http", "sleep", "exec-sleep", "none")
-OBJECTS = ("deployment", "service", "pdb")
 _KINDS = {
     "deployment": ("apps/v1", "Deployment"),
     "service": ("v1", "Service"),
@@ -35,63 +34,6 @@ PORT_NAME = "http"
 MANAGEMENT_PORT_NAME = "management"
 LIVENESS_PERIOD, LIVENESS_TIMEOUT, LIVENESS_FAILURES = 10, 2, 3
 READINESS_PERIOD, READINESS_TIMEOUT, READINESS_FAILURES = 5, 1, 2
-
-
-@dataclass(frozen=True)
-class ManifestOptions:
-    """What the app cannot say about its deployment.
-
-    Parameters:
-        name: the name of the container and of the Deployment, Service and PDB.
-        image: the container image (default ``NAME:latest``).
-        app: ``MODULE:APP`` for the container's ``gracekit run`` command; None leaves the
-            command to the image.
-        port: the port the server listens on.
-        management_port: the management port to run with instead of the code's (or to give
-            an app without one), set as ``GRACEKIT_MANAGEMENT_PORT`` in the container.
-        prestop: ``"http"`` (gracekit's preStop endpoint), ``"sleep"`` (the sleep action,
-            Kubernetes 1.30+), ``"exec-sleep"`` (``sleep`` in the image), ``"none"``, or
-            ``"auto"``: ``http`` when the app serves the endpoint, else ``none``.
-        prestop_token: the token the HTTP hook sends. On the management port: the code's
-            ``Management.prestop_token`` unless given, else a random one; a token that is not
-            the code's is also set as ``GRACEKIT_PRESTOP_TOKEN`` in the container.
-        delay, drain_timeout, hook_timeout: timings to run with instead of the code's; they
-            are set as ``GRACEKIT_*`` variables in the container.
-        startup_budget: seconds the startup probe allows (default from the startup work).
-        replicas: the Deployment's replica count.
-        cpu, memory: resource requests.
-        objects: which of ``deployment``, ``service``, ``pdb`` to build; none: a pod spec
-            fragment to paste under ``spec.template.spec``.
-    """
-
-    name: str = "app"
-    image: str | None = None
-    app: str | None = None
-    port: int = 8000
-    management_port: int | None = None
-    prestop: str = "auto"
-    prestop_token: str | None = None
-    delay: float | None = None
-    drain_timeout: float | None = None
-    hook_timeout: float | None = None
-    startup_budget: float | None = None
-    replicas: int = 3
-    cpu: str | None = None
-    memory: str | None = None
-    objects: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.prestop not in PRESTOP_MODES:
-            raise ValueError(f"prestop must be one of {PRESTOP_MODES}, got {self.prestop!r}")
-        unknown = set(self.objects) - set(OBJECTS)
-        if unknown:
-            raise ValueError(f"unknown objects {sorted(unknown)}: choose from {OBJECTS}")
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be in 1..65535, got {self.port!r}")
-        if self.management_port is not None and not 1 <= self.management_port <= 65535:
-            raise ValueError(f"management_port must be in 1..65535, got {self.management_port!r}")
-        if self.replicas < 1:
-            raise ValueError(f"replicas must be >= 1, got {self.replicas!r}")
 
 
 def _management(info: AppInfo, options: ManifestOptions) -> Management | None:

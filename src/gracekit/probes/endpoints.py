@@ -11,20 +11,18 @@ import datetime
 import json
 import time
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
 from .._asgi import NO_STORE, bearer_matches, plain, route_path, send_response
-from ..drain.prestop import PreStop
+from ..drain.prestop import PreStop, ShutdownTarget
 from .conditions import ProbeResult
+from .health import Health
 from .runner import CheckState, CheckStatus
 
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
-
-__all__ = ["DETAILS_POLICIES", "ProbeApp"]
+__all__ = ["DETAILS_POLICIES", "ProbeApp", "Probed"]
 
 DETAILS_POLICIES = ("never", "always", "token")
 
@@ -53,6 +51,11 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
+class Probed(Health, ShutdownTarget, Protocol):
+    """What the probe app reads (a :class:`~gracekit.Lifecycle` is one): the health it
+    reports and, for ``/prestop``, the shutdown it starts."""
+
+
 class ProbeApp:
     """ASGI app serving a lifecycle's probes.
 
@@ -79,7 +82,7 @@ class ProbeApp:
 
     def __init__(
         self,
-        lifecycle: Lifecycle,
+        lifecycle: Probed,
         *,
         details: str = "never",
         token: str | None = None,

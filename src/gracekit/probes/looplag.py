@@ -6,6 +6,8 @@ import time
 
 import anyio
 
+from .. import _validate
+
 __all__ = ["LoopMonitor"]
 
 
@@ -20,6 +22,23 @@ class LoopMonitor:
         self.interval = interval
         self.last_lag = 0.0
         self.last_tick: float | None = None  # time.monotonic() of the latest wake-up
+
+    @classmethod
+    def below(cls, threshold: object, *, interval: object) -> LoopMonitor:
+        """A monitor for a lag *threshold*: its *interval* must be shorter (both are checked
+        before, and named as ``loop_lag_threshold``, ``loop_lag_interval``).
+
+        Raises:
+            TypeError, ValueError: an interval that is not a number of seconds below
+                *threshold*.
+        """
+        seconds = _validate.seconds(interval, what="loop_lag_interval")
+        if seconds >= _validate.seconds(threshold, what="loop_lag_threshold"):
+            raise ValueError(
+                f"loop_lag_interval ({interval!r} s) must be shorter than "
+                f"loop_lag_threshold ({threshold!r} s)"
+            )
+        return cls(interval=seconds)
 
     def lag(self, now: float) -> float:
         """The loop lag in seconds at monotonic time *now* (0 before the monitor runs)."""

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from ..errors import describe
 from .check import STARTUP_ONLY, Check
 from .secrets import Secrets
 
@@ -24,7 +25,6 @@ __all__ = ["CheckState", "CheckStatus", "describe_error", "jittered", "run_check
 
 logger = logging.getLogger("gracekit")
 
-_MAX_ERROR_CHARS = 300
 _MAX_DETAIL_ITEMS = 16
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -41,16 +41,7 @@ class CheckStatus(str, enum.Enum):
 def describe_error(exc: BaseException, secrets: Secrets | None = None) -> str:
     """``"TypeName: message"``, with *secrets* masked, shortened to a size fit for a probe
     response."""
-    try:
-        message = str(exc)
-    except Exception:  # an exception whose __str__ fails must not take the runner down
-        message = "<unprintable message>"
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    if secrets:
-        text = secrets.redact(text)  # before shortening, which could cut a secret in two
-    if len(text) > _MAX_ERROR_CHARS:
-        text = text[: _MAX_ERROR_CHARS - 3] + "..."
-    return text
+    return describe(exc, redact=secrets.redact if secrets else None)
 
 
 def jittered(seconds: float, fraction: float, rng: random.Random) -> float:

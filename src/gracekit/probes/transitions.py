@@ -8,14 +8,13 @@ catches what time alone changes (a check going stale, the ready jitter running o
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 import anyio
 
+from .._loop import LoopBinding
 from ..events.bus import EventBus
 from .conditions import ProbeResult
 from .runner import CheckState
@@ -49,21 +48,16 @@ class ReadinessWatcher:
         self._events = events
         self._draining = draining
         self._ready_at = ready_at
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: int | None = None
+        self._loop = LoopBinding()
         self._pending = False
         self._reported = False
 
     def nudge(self) -> None:
         """Readiness may have changed; safe to call from worker threads (gates)."""
-        loop = self._loop
-        if loop is None or self._pending:
+        if self._loop.loop is None or self._pending:
             return
         self._pending = True
-        if threading.get_ident() == self._thread:
-            loop.call_soon(self.evaluate)
-        else:
-            loop.call_soon_threadsafe(self.evaluate)
+        self._loop.call(self.evaluate, soon=True)
 
     def evaluate(self) -> None:
         """Emit an event if readiness changed since it was last looked at."""
@@ -81,7 +75,7 @@ class ReadinessWatcher:
 
     async def run(self) -> None:
         """Watch for the run's duration (cancel to stop); a run starts as not ready."""
-        self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
+        self._loop.bind()
         self._pending = self._reported = False
         try:
             while True:
@@ -92,7 +86,7 @@ class ReadinessWatcher:
                     wait = min(wait, ready_at - time.monotonic())
                 await anyio.sleep(wait)
         finally:
-            self._loop = None
+            self._loop.unbind()
 
 
 def check_flipped(events: EventBus, state: CheckState) -> None:

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from .. import _validate
 from ..drain.timing import ENVIRONMENT_VARIABLES
 from .management import MANAGEMENT_PORT_VARIABLE
 
@@ -98,9 +99,10 @@ def port(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text!r}")
-    return value
+    try:
+        return _validate.port(value, what="port")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text!r}") from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -21,9 +21,9 @@ import os
 from typing import Any
 
 from .._optional import require
-from ..drain.timing import GRACE_PERIOD_VARIABLE
+from .._settings import GRACE_PERIOD_VARIABLE, Settings
 from . import management_socket
-from .management import MANAGEMENT_HOST_VARIABLE, Management
+from .management import Management
 
 require("uvicorn_worker", extra="gunicorn", feature="gracekit.server.gunicorn")
 
@@ -60,7 +60,7 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker has no type
         config = Management.from_env(os.environ)
         if config is None or not config.port:
             return
-        host = os.environ.get(MANAGEMENT_HOST_VARIABLE, "").strip() or _bind_host(cfg.address)
+        host = Settings().management_host() or _bind_host(cfg.address)
         sock = management_socket.bind(host or management_socket.LOOPBACK, config.port)
         management_socket.share(sock)
         log.info("gracekit: management port %s:%d, shared by the workers", host, config.port)

@@ -17,17 +17,21 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import _validate
 from .._asgi import NO_STORE, plain, send_response
+from .._settings import (
+    MANAGEMENT_HOST_VARIABLE,
+    MANAGEMENT_PORT_VARIABLE,
+    PRESTOP_TOKEN_VARIABLE,
+    Settings,
+)
 from ..drain.prestop import PreStop, check_secret
-from ..probes.endpoints import DETAILS_POLICIES, ProbeApp
+from ..probes.endpoints import DETAILS_POLICIES, ProbeApp, Probed
 from . import management_socket
-
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
 
 __all__ = [
     "MANAGEMENT_HOST_VARIABLE",
@@ -40,12 +44,6 @@ __all__ = [
 
 logger = logging.getLogger("gracekit")
 
-#: Set (``gracekit run --management-port``), it overrides the code's port when the app starts.
-MANAGEMENT_PORT_VARIABLE = "GRACEKIT_MANAGEMENT_PORT"
-#: Set, it overrides the address the management port binds.
-MANAGEMENT_HOST_VARIABLE = "GRACEKIT_MANAGEMENT_HOST"
-#: Set, the token the management port's preStop hook needs (the value the hook sends).
-PRESTOP_TOKEN_VARIABLE = "GRACEKIT_PRESTOP_TOKEN"
 MAX_BODY = 4 * 1024  # bytes of request body (probes and hooks send none)
 
 _NOT_FOUND = plain(404, "not found")
@@ -54,14 +52,6 @@ _TOO_LARGE = plain(413, "request body too large")
 _FAILED = plain(500, "internal server error")
 _CLOSE = (b"connection", b"close")
 _REPLACED = (b"cache-control", b"server", b"connection")
-
-
-def _port(value: object, *, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{what} must be a port number (0 to 65535), got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -103,7 +93,7 @@ class Management:
     unauthenticated_prestop: bool = False
 
     def __post_init__(self) -> None:
-        _port(self.port, what="management port")
+        _validate.port(self.port, what="management port", allow_zero=True)
         if self.host is not None and (not isinstance(self.host, str) or not self.host.strip()):
             raise ValueError(f"the management host must be a non-empty str, got {self.host!r}")
         if self.details not in DETAILS_POLICIES:
@@ -129,22 +119,17 @@ class Management:
             ValueError: a variable is set to something it cannot be (not a port number, a
                 token with whitespace around it).
         """
-        raw = environ.get(MANAGEMENT_PORT_VARIABLE, "").strip()
+        settings = Settings(environ)
+        port = settings.management_port()
         config = base
-        if raw:
-            try:
-                port = _port(int(raw), what=MANAGEMENT_PORT_VARIABLE)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{MANAGEMENT_PORT_VARIABLE} must be a port number, got {raw!r}"
-                ) from None
+        if port is not None:
             config = cls(port=port) if base is None else replace(base, port=port)
         if config is None:
             return None
-        host = environ.get(MANAGEMENT_HOST_VARIABLE, "").strip()
+        host = settings.management_host()
         if host:
             config = replace(config, host=host)
-        token = environ.get(PRESTOP_TOKEN_VARIABLE)
+        token = settings.prestop_token()
         if token:
             try:
                 config = replace(config, prestop_token=token, unauthenticated_prestop=False)
@@ -182,6 +167,14 @@ def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
     return length, chunked
 
 
+class Managed(Probed, Protocol):
+    """What the management port serves (a :class:`~gracekit.Lifecycle` is one): the probes,
+    the preStop hook's shutdown, and further endpoints by path (``/metrics``)."""
+
+    @property
+    def management_routes(self) -> Mapping[str, ASGIApp]: ...
+
+
 class ManagementApp:
     """The ASGI app of the management port (see :class:`Management`).
 
@@ -193,7 +186,7 @@ class ManagementApp:
 
     gracekit_management = True
 
-    def __init__(self, lifecycle: Lifecycle, config: Management, *, host: str) -> None:
+    def __init__(self, lifecycle: Managed, config: Management, *, host: str) -> None:
         self.lifecycle = lifecycle
         self._probes = ProbeApp(lifecycle, details=config.details, token=config.details_token)
         self.prestop_closed = config.prestop_closed(host)
@@ -260,7 +253,7 @@ def _listening_socket(config: Management) -> tuple[Any, str]:
 
 
 @asynccontextmanager
-async def serve_management(lifecycle: Lifecycle, config: Management) -> AsyncIterator[int]:
+async def serve_management(lifecycle: Managed, config: Management) -> AsyncIterator[int]:
     """Serve the management port for the body's duration; yields the port it listens on.
 
     Raises:

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+from .._settings import WORKERS_VARIABLE, Settings
 from .uvicorn import find_server
 
 __all__ = [
@@ -38,9 +39,6 @@ __all__ = [
 
 LOOPBACK = "127.0.0.1"
 BACKLOG = 2048
-#: Set by ``gracekit run --workers N`` (and ``gracekit.serve(workers=N)``) for the uvicorn
-#: worker processes it starts: how many there are.
-WORKERS_VARIABLE = "GRACEKIT_UVICORN_WORKERS"
 
 # Sockets bound before this worker process started, by port; and the address the server's
 # own sockets are bound to when the server told us (gunicorn's workers get theirs from the
@@ -95,10 +93,7 @@ def shared(port: int) -> socket.socket | None:
 def uvicorn_workers(environ: Mapping[str, str] = os.environ) -> int:
     """How many uvicorn worker processes serve the app with this one, as ``gracekit run``
     told them (:data:`WORKERS_VARIABLE`); 1 when it did not."""
-    try:
-        return max(1, int(environ.get(WORKERS_VARIABLE, "1")))
-    except ValueError:
-        return 1
+    return Settings(environ).uvicorn_workers()
 
 
 def workers_refusal(port: int, workers: int) -> str:

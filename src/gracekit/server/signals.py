@@ -17,17 +17,15 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..drain.sequence import ServerControl, ShutdownReport
 from ..drain.timing import GRACE_MARGIN, ShutdownTiming
 from .uvicorn import UvicornControl, find_server
 
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
-
-__all__ = ["attach", "lifecycle_of"]
+__all__ = ["SignalTakeover", "SignalTarget", "attach", "lifecycle_of"]
 
 logger = logging.getLogger("gracekit")
 
@@ -35,16 +33,38 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: Seconds a SIGINT may wait for the event loop before the loop counts as blocked: another
 #: SIGINT then raises KeyboardInterrupt, Python's own Ctrl-C, as the only way out.
 BLOCKED_LOOP = 1.0
+
+
+class SignalTarget(Protocol):
+    """What the signals are handed to (a :class:`~gracekit.Lifecycle` is one)."""
+
+    @property
+    def timing(self) -> ShutdownTiming: ...
+
+    @property
+    def shutdown_report(self) -> ShutdownReport: ...
+
+    def attach_server(
+        self, control: ServerControl, *, reload: bool = False, timing: ShutdownTiming | None = None
+    ) -> None:
+        """Let the termination sequence stop *control*'s server."""
+        ...
+
+    def handle_signal(self, signum: signal.Signals) -> None:
+        """Start (or force) the termination sequence for *signum*."""
+        ...
+
+
 # Which lifecycle took over which server, so ``serve()`` can read the exit status afterwards.
-_ATTACHED: weakref.WeakKeyDictionary[Any, Lifecycle] = weakref.WeakKeyDictionary()
+_ATTACHED: weakref.WeakKeyDictionary[Any, SignalTarget] = weakref.WeakKeyDictionary()
 
 
-def lifecycle_of(server: object) -> Lifecycle | None:
+def lifecycle_of(server: object) -> SignalTarget | None:
     """The lifecycle that took over *server*'s signals, if one did."""
     return _ATTACHED.get(server)
 
 
-def attach(lifecycle: Lifecycle) -> Callable[[], None] | None:
+def attach(lifecycle: SignalTarget) -> Callable[[], None] | None:
     """Route SIGTERM and SIGINT to *lifecycle* if the server is one gracekit knows.
 
     Returns a function that puts the previous handlers back, or None when nothing was done.
@@ -100,3 +120,26 @@ def attach(lifecycle: Lifecycle) -> Callable[[], None] | None:
             signal.signal(signum, handler)
 
     return detach
+
+
+class SignalTakeover:
+    """Takes over SIGTERM and SIGINT for *target* in a block, unless they are its already (the
+    lifespan takes them first; the run inside it then leaves them be)."""
+
+    def __init__(self, target: SignalTarget) -> None:
+        self._target = target
+        self._taken = False
+
+    @contextlib.contextmanager
+    def __call__(self, enabled: bool = True) -> Iterator[None]:
+        if not enabled or self._taken:
+            yield
+            return
+        detach = attach(self._target)
+        self._taken = True
+        try:
+            yield
+        finally:
+            self._taken = False
+            if detach is not None:
+                detach()
