@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gracekit import DrainMiddleware, Lifecycle, ShutdownTiming, deadline
 from gracekit.deadlines import current, remaining, timeout
+from gracekit.drain.middleware import RequestDone
 from gracekit.events import LifecycleEvent
 from gracekit.metrics import Metrics
 from tests.support.asgi import Answer, call, eventually, lifespan
@@ -36,10 +37,16 @@ class Observed:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
 
-    def request_done(
-        self, method: str, route: str | None, status: int, seconds: float, **kw: Any
-    ) -> None:
-        self.requests.append({"route": route, "status": status, "seconds": seconds, **kw})
+    def request_done(self, done: RequestDone) -> None:
+        self.requests.append(
+            {
+                "route": done.route,
+                "status": done.status,
+                "seconds": done.seconds,
+                "after_shutdown": done.after_shutdown,
+                "cut": done.cut,
+            }
+        )
 
 
 async def sleep_route(request: Request) -> PlainTextResponse:

@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 
 from gracekit import DrainMiddleware, Lifecycle, ProbeApp, ShutdownTiming, deadline
 from gracekit.deadlines import BUDGET_HEADERS, current, remaining, timeout
+from gracekit.drain.middleware import RequestDone
 from tests.support.asgi import Answer, call, client, eventually, lifespan
 
 if sys.version_info >= (3, 11):
@@ -336,10 +337,8 @@ class Cuts:
     def __init__(self) -> None:
         self.cuts: dict[str | None, str | None] = {}
 
-    def request_done(
-        self, method: str, route: str | None, status: int, seconds: float, **kw: Any
-    ) -> None:
-        self.cuts[route] = kw["cut"]
+    def request_done(self, done: RequestDone) -> None:
+        self.cuts[done.route] = done.cut
 
 
 async def test_the_drain_deadline_caps_every_deadline() -> None:

@@ -210,7 +210,7 @@ async def test_run_check_polls_on_its_interval_until_cancelled() -> None:
 
     state = state_of(check, interval=0.05, timeout=0.05, jitter=0.0)
     with anyio.move_on_after(0.5):
-        await run_check(state, random.Random(1))
+        await run_check(state, random.Random(1), lambda state: None)
     assert 5 <= len(calls) <= 12
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert min(gaps) >= 0.045

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import _validate
-from ..deadlines.budget import RequestDeadline
+from ..deadlines.budget import CutReason, RequestDeadline
 from ..deadlines.context import activate, deactivate
 from ..deadlines.headers import inbound_budget
 from ..deadlines.routes import RouteTable, checked_route_deadlines, find_routes
@@ -19,27 +19,31 @@ from .answers import CONNECTION_CLOSE, CutAnswers, broken_off
 from .cancellation import absorb_cancellation, cancelled_by_others, still_cancelled
 from .inflight import InFlight, current_task
 
-__all__ = ["DrainMiddleware", "Drained", "RequestObserver"]
+__all__ = ["DrainMiddleware", "Drained", "RequestDone", "RequestObserver"]
 
 _GOING_AWAY = {"type": "websocket.close", "code": 1001, "reason": "server shutting down"}
+
+
+class RequestDone(NamedTuple):
+    """One HTTP request the drain middleware served, as its observer is told of it."""
+
+    method: str
+    #: The matched route's template; None when no route matched.
+    route: str | None
+    #: What the client got (500 when the app raised).
+    status: int
+    seconds: float
+    #: True for a request that arrived once the shutdown had started.
+    after_shutdown: bool
+    #: Why it was cut short, if it was.
+    cut: CutReason | None
 
 
 class RequestObserver(Protocol):
     """Told about each HTTP request the drain middleware served (the metrics are one)."""
 
-    def request_done(
-        self,
-        method: str,
-        route: str | None,
-        status: int,
-        seconds: float,
-        *,
-        after_shutdown: bool,
-        cut: str | None,
-    ) -> None:
-        """*route* is the matched route's template (None: no route matched); *status* what
-        the client got (500 when the app raised); *after_shutdown* True for a request that
-        arrived once the shutdown had started; *cut* why it was cut short, if it was."""
+    def request_done(self, done: RequestDone) -> None:
+        """Called once the request has ended, in its task."""
 
 
 class WiringWatch(Protocol):
@@ -245,13 +249,11 @@ class DrainMiddleware:
                 if not route.exempt:
                     end = finished if finished is not None else deadline.answered_at
                     end = loop.time() if end is None else end
+                    cut = None if finished is not None else deadline.cut
                     observer.request_done(
-                        scope["method"],
-                        route.template,
-                        status,
-                        end - now,
-                        after_shutdown=after_shutdown,
-                        cut=None if finished is not None else deadline.cut,
+                        RequestDone(
+                            scope["method"], route.template, status, end - now, after_shutdown, cut
+                        )
                     )
             deadline.end()
 

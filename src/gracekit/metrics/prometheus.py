@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._optional import require
-from ..deadlines.budget import EXPIRED
+from ..deadlines.budget import CutReason
+from ..drain.middleware import RequestDone
 from ..events.bus import LifecycleEvent
 from .endpoint import MetricsApp
 
@@ -181,17 +182,9 @@ class Metrics:
 
     # -- requests (the hot path) -----------------------------------------------------------
 
-    def request_done(
-        self,
-        method: str,
-        route: str | None,
-        status: int,
-        seconds: float,
-        *,
-        after_shutdown: bool,
-        cut: str | None,
-    ) -> None:
+    def request_done(self, done: RequestDone) -> None:
         """Count one request (called by the drain middleware)."""
+        method, route, status, seconds, after_shutdown, cut = done
         if method not in _METHODS:
             method = "other"  # clients choose methods: they must not choose label values
         record = self._children.get((method, route, status))
@@ -203,10 +196,10 @@ class Metrics:
         if after_shutdown:
             self.after_shutdown.inc()
         if cut is not None:
-            if cut == EXPIRED:
+            if cut is CutReason.EXPIRED:
                 self.expired.labels(route or UNMATCHED).inc()
             else:
-                self.cut.labels("forced" if "forced" in cut else "drain").inc()
+                self.cut.labels("forced" if cut is CutReason.FORCED else "drain").inc()
 
     def _child(self, method: str, route: str | None, status: int) -> tuple[Any, Any]:
         label = route or UNMATCHED

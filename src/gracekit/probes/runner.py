@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import logging
 import math
 import random
 import time
@@ -23,7 +22,6 @@ from .secrets import Secrets
 
 __all__ = ["CheckState", "CheckStatus", "describe_error", "jittered", "run_check"]
 
-logger = logging.getLogger("gracekit")
 
 _MAX_DETAIL_ITEMS = 16
 _SCALARS = (str, int, float, bool, type(None))
@@ -182,17 +180,10 @@ def _overran(check: Check) -> str:
     )
 
 
-def _log_flip(state: CheckState) -> None:
-    if state.passing:
-        logger.info("check %s passing", state.check.name)
-    else:
-        logger.warning("check %s failing: %s", state.check.name, state.error)
-
-
 async def run_check(
     state: CheckState,
     rng: random.Random,
-    on_flip: Callable[[CheckState], None] = _log_flip,
+    on_flip: Callable[[CheckState], None],
 ) -> None:
     """Run the check forever on its (jittered) interval; cancel the caller to stop it.
 
