@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .deadlines.routes import deadline as deadline
 from .drain.middleware import DrainMiddleware as DrainMiddleware
-from .drain.sequence import ShutdownReport as ShutdownReport
+from .drain.report import ShutdownReport as ShutdownReport
 from .drain.timing import ShutdownTiming as ShutdownTiming
 from .errors import CheckFailed as CheckFailed
 from .errors import DeadlineExceeded as DeadlineExceeded
@@ -20,10 +20,7 @@ from .lifecycle import Phase as Phase
 from .probes.check import Check as Check
 from .probes.conditions import Gate as Gate
 from .probes.conditions import ProbeResult as ProbeResult
-from .probes.conditions import StartupTask as StartupTask
 from .probes.endpoints import ProbeApp as ProbeApp
-from .probes.runner import CheckState as CheckState
-from .probes.runner import CheckStatus as CheckStatus
 from .server.management import Management as Management
 from .server.serve import serve as serve
 from .wiring import install as install
@@ -33,8 +30,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Check",
     "CheckFailed",
-    "CheckState",
-    "CheckStatus",
     "DeadlineExceeded",
     "DrainMiddleware",
     "Gate",
@@ -47,7 +42,6 @@ __all__ = [
     "ProbeResult",
     "ShutdownReport",
     "ShutdownTiming",
-    "StartupTask",
     "deadline",
     "install",
     "serve",
