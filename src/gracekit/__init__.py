@@ -3,6 +3,14 @@
 Truthful startup, liveness and readiness probes from pluggable dependency checks, and a graceful
 termination sequence: a shutdown delay, an in-flight drain, tracked background work and hooks;
 per-request deadlines that the drain caps and that downstream calls inherit.
+
+The names here are what an application writes. The packages below hold the rest of the public
+API: ``gracekit.checks`` (the built-in checks), ``gracekit.deadlines`` (reading and passing on a
+request's budget), ``gracekit.metrics``, ``gracekit.events``, ``gracekit.probes`` (also what a
+lifecycle holds: ``CheckState``, ``CheckStatus``, ``StartupTask``), ``gracekit.kubernetes`` and
+``gracekit.rollout``. Each lists its public names in ``__all__``; an integration that needs a
+driver is a module imported by its path (``gracekit.deadlines.http``, ``gracekit.events.otel``,
+``gracekit.server.gunicorn``...). The rest is internal.
 """
 
 from __future__ import annotations
