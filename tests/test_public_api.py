@@ -20,6 +20,7 @@ import functools
 import importlib
 import inspect
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -293,3 +294,18 @@ def test_snapshot_names_no_private_module() -> None:
     described = [line for line in render().splitlines() if not line.startswith("== ")]
     assert described
     assert not [line for line in described if re.search(r"\bgracekit\.\w", line)]
+
+
+def test_every_public_package_is_pinned_and_in_the_reference() -> None:
+    # A new public package must join the snapshot and docs/reference.md (and vice versa).
+    import gracekit
+
+    packages = {"gracekit"} | {
+        info.name
+        for info in pkgutil.walk_packages(gracekit.__path__, "gracekit.")
+        if info.ispkg and not any(part.startswith("_") for part in info.name.split("."))
+    }
+    assert packages <= set(PUBLIC_MODULES)
+    reference = (Path(__file__).resolve().parents[1] / "docs" / "reference.md").read_text()
+    documented = re.findall(r"^::: (\S+)$", reference, flags=re.MULTILINE)
+    assert sorted(documented) == sorted(PUBLIC_MODULES)
