@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from gracekit import CheckState, CheckStatus
 from gracekit.checks import http_check, tcp_check
+from gracekit.probes import CheckState, CheckStatus
 from tests.support.faultproxy import FaultProxy
 from tests.support.faults import run
 from tests.support.server import Server, free_port, run_uvicorn

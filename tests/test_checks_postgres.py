@@ -10,8 +10,8 @@ import anyio
 import asyncpg
 import pytest
 
-from gracekit import CheckState, CheckStatus
 from gracekit.checks import postgres_check
+from gracekit.probes import CheckState, CheckStatus
 from gracekit.probes.runner import run_once
 from tests.support.asgi import eventually
 from tests.support.faultproxy import FaultProxy

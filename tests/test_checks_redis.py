@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from gracekit import CheckState, CheckStatus
 from gracekit.checks import redis_check
+from gracekit.probes import CheckState, CheckStatus
 from gracekit.probes.runner import run_once
 from tests.support.asgi import eventually
 from tests.support.faultproxy import FaultProxy

@@ -18,10 +18,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from gracekit import Check, CheckState, Lifecycle, ProbeApp
+from gracekit import Check, Lifecycle, ProbeApp
 from gracekit.checks import http_check, postgres_check, redis_check
 from gracekit.events import LifecycleEvent
 from gracekit.events.otel import trace_events
+from gracekit.probes import CheckState
 from gracekit.probes.runner import run_once
 from gracekit.probes.secrets import MASK, Secrets
 from tests.support.asgi import client, eventually

@@ -10,7 +10,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from gracekit import Check, CheckState, CheckStatus
+from gracekit import Check
+from gracekit.probes import CheckState, CheckStatus
 from gracekit.probes.runner import describe_error, jittered, run_check, run_once
 
 pytestmark = pytest.mark.anyio

@@ -3,13 +3,21 @@
 Truthful startup, liveness and readiness probes from pluggable dependency checks, and a graceful
 termination sequence: a shutdown delay, an in-flight drain, tracked background work and hooks;
 per-request deadlines that the drain caps and that downstream calls inherit.
+
+The names here are what an application writes. The packages below hold the rest of the public
+API: ``gracekit.checks`` (the built-in checks), ``gracekit.deadlines`` (reading and passing on a
+request's budget), ``gracekit.metrics``, ``gracekit.events``, ``gracekit.probes`` (also what a
+lifecycle holds: ``CheckState``, ``CheckStatus``, ``StartupTask``), ``gracekit.kubernetes`` and
+``gracekit.rollout``. Each lists its public names in ``__all__``; an integration that needs a
+driver is a module imported by its path (``gracekit.deadlines.http``, ``gracekit.events.otel``,
+``gracekit.server.gunicorn``...). The rest is internal.
 """
 
 from __future__ import annotations
 
 from .deadlines.routes import deadline as deadline
 from .drain.middleware import DrainMiddleware as DrainMiddleware
-from .drain.sequence import ShutdownReport as ShutdownReport
+from .drain.report import ShutdownReport as ShutdownReport
 from .drain.timing import ShutdownTiming as ShutdownTiming
 from .errors import CheckFailed as CheckFailed
 from .errors import DeadlineExceeded as DeadlineExceeded
@@ -20,10 +28,7 @@ from .lifecycle import Phase as Phase
 from .probes.check import Check as Check
 from .probes.conditions import Gate as Gate
 from .probes.conditions import ProbeResult as ProbeResult
-from .probes.conditions import StartupTask as StartupTask
 from .probes.endpoints import ProbeApp as ProbeApp
-from .probes.runner import CheckState as CheckState
-from .probes.runner import CheckStatus as CheckStatus
 from .server.management import Management as Management
 from .server.serve import serve as serve
 from .wiring import install as install
@@ -33,8 +38,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Check",
     "CheckFailed",
-    "CheckState",
-    "CheckStatus",
     "DeadlineExceeded",
     "DrainMiddleware",
     "Gate",
@@ -47,7 +50,6 @@ __all__ = [
     "ProbeResult",
     "ShutdownReport",
     "ShutdownTiming",
-    "StartupTask",
     "deadline",
     "install",
     "serve",

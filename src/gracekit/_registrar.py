@@ -7,6 +7,7 @@ method ``(self, func, name, **options)``; :class:`registrar` turns it into all t
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
@@ -19,10 +20,19 @@ class Registrar:
     """Registers an async function, directly or as a decorator with or without arguments;
     its name defaults to the function's."""
 
-    def __init__(self, register: Callable[..., object], what: str, doc: str | None) -> None:
+    def __init__(
+        self,
+        register: Callable[..., object],
+        what: str,
+        doc: str | None,
+        signature: inspect.Signature,
+    ) -> None:
         self._register = register
         self._what = what
         self.__doc__ = doc
+        #: What ``help()`` and ``inspect.signature()`` show: the function, its name, and the
+        #: options of the method behind it.
+        self.__signature__ = signature
 
     @overload
     def __call__(self, func: _F, *, name: str | None = None, **options: Any) -> _F: ...
@@ -52,13 +62,26 @@ class Registrar:
         return f"<registrar {self._what}()>"
 
 
+def _signature(method: Callable[..., object]) -> inspect.Signature:
+    """``(func=None, *, name=None, <the method's options>)``, from ``(self, func, name, ...)``."""
+    signature = inspect.signature(method)
+    options = list(signature.parameters.values())[3:]
+    func = inspect.Parameter("func", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+    name = inspect.Parameter(
+        "name", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None"
+    )
+    return signature.replace(parameters=[func, name, *options], return_annotation="_F")
+
+
 class registrar:  # lower case: a decorator, like property
-    """Make a method ``(self, func, name, **options)`` a :class:`Registrar` of each instance."""
+    """Make a method ``(self, func, name, *, options...)`` a :class:`Registrar` of each
+    instance."""
 
     def __init__(self, method: Callable[..., object]) -> None:
         self._method = method
         self.__doc__ = method.__doc__
         self.__name__ = method.__name__
+        self.__signature__ = _signature(method)
 
     @overload
     def __get__(self, obj: None, owner: type | None = None) -> registrar: ...
@@ -69,4 +92,6 @@ class registrar:  # lower case: a decorator, like property
     def __get__(self, obj: object, owner: type | None = None) -> Registrar | registrar:
         if obj is None:
             return self
-        return Registrar(functools.partial(self._method, obj), self.__name__, self.__doc__)
+        return Registrar(
+            functools.partial(self._method, obj), self.__name__, self.__doc__, self.__signature__
+        )

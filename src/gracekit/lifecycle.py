@@ -36,6 +36,7 @@ __all__ = ["Lifecycle", "Phase"]
 DEFAULT_LOOP_LAG_THRESHOLD = 5.0
 DEFAULT_LOOP_LAG_INTERVAL = 0.5
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+_Job = Callable[[], Awaitable[Any]]
 
 
 class Lifecycle(HealthView):
@@ -119,18 +120,18 @@ class Lifecycle(HealthView):
         return self._registry.add_gate(name, open=open)
 
     @registrar
-    def startup_task(self, func: Callable[[], Awaitable[Any]], name: str, **options: Any) -> None:
+    def startup_task(self, func: _Job, name: str, *, timeout: float | None = None) -> None:
         """Register an async function to run once at startup (usable as a decorator, with or
         without arguments). The startup probe passes once every startup task has succeeded;
         a startup task that fails (or exceeds *timeout* seconds) marks the process broken."""
-        self._registry.add_startup_task(func, name, **options)
+        self._registry.add_startup_task(func, name, timeout=timeout)
 
     @registrar
-    def on_shutdown(self, func: Callable[[], Awaitable[Any]], name: str, **options: Any) -> None:
+    def on_shutdown(self, func: _Job, name: str, *, timeout: float | None = None) -> None:
         """Register an async function to run once at shutdown, after the drain (a decorator,
         with or without arguments). Hooks run in reverse order of registration, each bounded
         by *timeout* (default the timing's ``hook_timeout``)."""
-        self.termination.add_hook(ShutdownHook(name, func, **options))
+        self.termination.add_hook(ShutdownHook(name, func, timeout))
 
     def on_event(self, listener: Listener) -> Listener:
         """Call *listener* with every :class:`~gracekit.events.LifecycleEvent` (usable as a

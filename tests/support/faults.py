@@ -11,7 +11,8 @@ import anyio
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from gracekit import Check, CheckState, CheckStatus, Lifecycle, ProbeApp
+from gracekit import Check, Lifecycle, ProbeApp
+from gracekit.probes import CheckState, CheckStatus
 from gracekit.probes.runner import run_once
 from tests.support.asgi import client, eventually
 from tests.support.faultproxy import FaultProxy

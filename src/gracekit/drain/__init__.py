@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .middleware import DrainMiddleware as DrainMiddleware
-from .sequence import ShutdownReport as ShutdownReport
+from .report import ShutdownReport as ShutdownReport
 from .timing import ShutdownTiming as ShutdownTiming
 
 __all__ = ["DrainMiddleware", "ShutdownReport", "ShutdownTiming"]

@@ -30,7 +30,7 @@ class ShutdownReport:
     cancelled_tasks: int = 0  # tracked background work cancelled at the deadline
     failed_hooks: list[str] = field(default_factory=list)
 
-    def emit_drained(self, events: EventBus, *, elapsed: float, drain_s: float) -> None:
+    def _emit_drained(self, events: EventBus, *, elapsed: float, drain_s: float) -> None:
         """Emit the ``drained`` event: a warning when the drain deadline cut work short."""
         outcome = {
             "elapsed_s": round(elapsed, 3),

@@ -262,7 +262,7 @@ class Termination:
         if report.cut_requests or report.broken_responses:
             report.drain_timed_out = True
         drain_s = anyio.current_time() - (drain_at - timeout)
-        report.emit_drained(self.events, elapsed=time.monotonic() - started, drain_s=drain_s)
+        report._emit_drained(self.events, elapsed=time.monotonic() - started, drain_s=drain_s)
         events.drained.set()
 
     async def _cut_when_forced(self, events: _Events) -> None:
