@@ -12,7 +12,7 @@ import pytest
 
 from gracekit.checks import postgres_check
 from gracekit.probes import CheckState, CheckStatus
-from gracekit.probes.runner import run_once
+from gracekit.probes._runner import run_once
 from tests.support.asgi import eventually
 from tests.support.faultproxy import FaultProxy
 from tests.support.faults import FAULTS, probe_through_fault, proxy_to, ready_while_slow, run

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from gracekit.checks import redis_check
 from gracekit.probes import CheckState, CheckStatus
-from gracekit.probes.runner import run_once
+from gracekit.probes._runner import run_once
 from tests.support.asgi import eventually
 from tests.support.faultproxy import FaultProxy
 from tests.support.faults import FAULTS, probe_through_fault, proxy_to, ready_while_slow, run

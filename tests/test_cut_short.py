@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from gracekit.drain import answers
+from gracekit.drain import _answers as answers
 from tests.apps.cuts import build
 from tests.support.asgi import Answer, call, eventually, lifespan
 from tests.support.server import TEST_APPS, Server, run_uvicorn, wait_until

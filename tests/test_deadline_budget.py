@@ -17,9 +17,9 @@ from starlette.routing import Host, Mount, Route
 
 from gracekit import Lifecycle, ProbeApp, deadline
 from gracekit.deadlines import DeadlineExceeded, RequestDeadline, timeout
-from gracekit.deadlines.budget import DRAIN, EXPIRED
-from gracekit.deadlines.context import activate, deactivate
-from gracekit.deadlines.routes import RouteTable, find_routes
+from gracekit.deadlines._budget import DRAIN, EXPIRED
+from gracekit.deadlines._context import activate, deactivate
+from gracekit.deadlines._routes import RouteTable, find_routes
 
 
 async def endpoint(request: Any) -> PlainTextResponse:

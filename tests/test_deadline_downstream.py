@@ -23,10 +23,10 @@ from starlette.routing import Route
 
 from gracekit import DrainMiddleware, Lifecycle, deadline
 from gracekit.deadlines import RequestDeadline, remaining, timeout
-from gracekit.deadlines.context import activate, deactivate
+from gracekit.deadlines._context import activate, deactivate
+from gracekit.deadlines._routes import RouteTable
 from gracekit.deadlines.http import budget_hook, sync_budget_hook
 from gracekit.deadlines.postgres import statement_timeout
-from gracekit.deadlines.routes import RouteTable
 from gracekit.errors import GracekitError
 from tests.support.asgi import call, eventually, lifespan
 from tests.support.faultproxy import FaultProxy

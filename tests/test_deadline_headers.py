@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gracekit.deadlines.headers import (
+from gracekit.deadlines._headers import (
     ENVOY,
     GRACEKIT,
     GRPC,

@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from gracekit import DrainMiddleware, Lifecycle, ProbeApp, ShutdownTiming
-from gracekit.deadlines.routes import RouteTable, find_routes
+from gracekit.deadlines._routes import RouteTable, find_routes
 from gracekit.metrics import Metrics, MetricsApp
 from tests.support.asgi import Answer, call, eventually, lifespan
 from tests.support.metrics import label_values, samples, value

@@ -1,6 +1,6 @@
 """gracekit's log lines under each server, as real processes: printed once per event, the way
 the server prints its own when the app configures nothing, and through the app's own
-configuration when it has one (src/gracekit/server/logs.py)."""
+configuration when it has one (src/gracekit/server/_logs.py)."""
 
 from __future__ import annotations
 

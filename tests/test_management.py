@@ -30,7 +30,7 @@ from gracekit import (
     serve,
 )
 from gracekit._asgi import send_response
-from gracekit.drain.prestop import PreStop
+from gracekit.drain._prestop import PreStop
 from gracekit.metrics import Metrics
 from gracekit.server.management import ManagementApp
 from tests.support.asgi import call, eventually, lifespan
@@ -347,7 +347,7 @@ async def limited(
 ) -> AsyncIterator[int]:
     """A running service whose management server has *limits* (HEAD_TIMEOUT=...) and serves
     *routes* too: its port."""
-    from gracekit.server import management_server
+    from gracekit.server import _management_server as management_server
 
     for name, value in limits.items():
         monkeypatch.setattr(management_server, name, value)

@@ -1,4 +1,4 @@
-"""What the management port relies on in uvicorn (gracekit/server/management_server.py): if a
+"""What the management port relies on in uvicorn (gracekit/server/_management_server.py): if a
 release changes one of these, this file fails before users find out. Behaviour, not source."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from gracekit.server import management_socket
-from gracekit.server.management_server import ManagementServer
+from gracekit.server import _management_socket as management_socket
+from gracekit.server._management_server import ManagementServer
 
 pytestmark = pytest.mark.anyio
 

@@ -62,7 +62,7 @@ PUBLIC_DUNDERS = frozenset(
     {"__aenter__", "__aexit__", "__call__", "__enter__", "__exit__", "__iter__", "__len__"}
 )
 
-# "gracekit.events.bus.LifecycleEvent" -> "LifecycleEvent": where a name is defined is not API.
+# "gracekit.events._bus.LifecycleEvent" -> "LifecycleEvent": where a name is defined is not API.
 _QUALIFIED = re.compile(r"\bgracekit(?:\.\w+)*\.")
 
 

@@ -23,8 +23,8 @@ from gracekit.checks import http_check, postgres_check, redis_check
 from gracekit.events import LifecycleEvent
 from gracekit.events.otel import trace_events
 from gracekit.probes import CheckState
-from gracekit.probes.runner import run_once
-from gracekit.probes.secrets import MASK, Secrets
+from gracekit.probes._runner import run_once
+from gracekit.probes._secrets import MASK, Secrets
 from tests.support.asgi import client, eventually
 
 #: One password per reserved character, and one with all of them; every piece between two

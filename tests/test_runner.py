@@ -12,7 +12,7 @@ import pytest
 
 from gracekit import Check
 from gracekit.probes import CheckState, CheckStatus
-from gracekit.probes.runner import describe_error, jittered, run_check, run_once
+from gracekit.probes._runner import describe_error, jittered, run_check, run_once
 
 pytestmark = pytest.mark.anyio
 

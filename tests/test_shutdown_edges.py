@@ -15,10 +15,10 @@ import pytest
 from starlette.applications import Starlette
 
 from gracekit import Lifecycle, ShutdownTiming
-from gracekit.drain import hooks
-from gracekit.drain.hooks import HookAbandoned, run_hook
+from gracekit.drain import _hooks as hooks
+from gracekit.drain._hooks import HookAbandoned, run_hook
 from gracekit.events import LifecycleEvent
-from gracekit.server.signals import BLOCKED_LOOP
+from gracekit.server._signals import BLOCKED_LOOP
 from tests.support.asgi import eventually, lifespan
 from tests.support.server import TEST_APPS, Server, free_port, run_uvicorn, wait_until
 

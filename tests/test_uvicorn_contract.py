@@ -1,4 +1,4 @@
-"""What gracekit relies on in uvicorn (the list in gracekit/server/uvicorn.py), each point
+"""What gracekit relies on in uvicorn (the list in gracekit/server/_uvicorn.py), each point
 observed on a real ``uvicorn.Server`` serving a real socket: if a release changes one of them,
 this file fails before users find out."""
 
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from gracekit.server.uvicorn import UvicornControl, find_server
+from gracekit.server._uvicorn import UvicornControl, find_server
 from tests.support.asgi import eventually
 from tests.support.server import free_port, stop, wait_until
 
@@ -178,7 +178,7 @@ APP = """
 import signal
 import sys
 
-from gracekit.server.uvicorn import UvicornControl, find_server
+from gracekit.server._uvicorn import UvicornControl, find_server
 
 
 async def app(scope, receive, send):

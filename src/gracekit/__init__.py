@@ -15,9 +15,9 @@ driver is a module imported by its path (``gracekit.deadlines.http``, ``gracekit
 
 from __future__ import annotations
 
-from .deadlines.routes import deadline as deadline
+from .deadlines._routes import deadline as deadline
+from .drain._report import ShutdownReport as ShutdownReport
 from .drain.middleware import DrainMiddleware as DrainMiddleware
-from .drain.report import ShutdownReport as ShutdownReport
 from .drain.timing import ShutdownTiming as ShutdownTiming
 from .errors import CheckFailed as CheckFailed
 from .errors import DeadlineExceeded as DeadlineExceeded

@@ -20,20 +20,20 @@ from typing import Any, Protocol
 import anyio
 
 from ._settings import Settings
-from .drain.answers import quiet_broken_off
-from .drain.inflight import InFlight
-from .drain.sequence import Termination
+from .drain._answers import quiet_broken_off
+from .drain._inflight import InFlight
+from .drain._sequence import Termination
 from .drain.timing import ShutdownTiming
 from .events import otel
-from .events.bus import EventBus
+from .events._bus import EventBus
 from .events.otel import Traced
 from .phases import Phase, PhaseState
-from .probes.looplag import LoopMonitor
-from .probes.registry import Registry
-from .probes.runner import CheckState
-from .probes.transitions import ReadinessWatcher, check_flipped
-from .server.lifespan import AppStartup, ManagedPort
-from .server.signals import SignalTakeover, SignalTarget
+from .probes._looplag import LoopMonitor
+from .probes._registry import Registry
+from .probes._runner import CheckState
+from .probes._transitions import ReadinessWatcher, check_flipped
+from .server._lifespan import AppStartup, ManagedPort
+from .server._signals import SignalTakeover, SignalTarget
 
 __all__ = ["LISTENER_FLUSH", "Host", "Runner"]
 

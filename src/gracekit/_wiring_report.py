@@ -26,7 +26,7 @@ from starlette.types import Message, Send
 
 from .deadlines._routers import find_routes, walk
 from .probes.endpoints import ProbeApp
-from .server.logs import follow_server_logging
+from .server._logs import follow_server_logging
 
 if TYPE_CHECKING:
     from .drain.middleware import RequestObserver

@@ -15,7 +15,7 @@ __all__ = ["main"]
 
 #: The modules whose ``register()`` adds a subcommand, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "gracekit.server.command",
+    "gracekit.server._command",
     "gracekit.kubernetes.command",
     "gracekit.rollout.command",
 )

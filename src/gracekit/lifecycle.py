@@ -16,19 +16,19 @@ from . import _validate
 from ._registrar import registrar
 from ._runner import Runner
 from ._wiring_report import Wiring
-from .drain.inflight import InFlight
+from .drain._inflight import InFlight
+from .drain._sequence import ServerControl, ShutdownHook, ShutdownReport
 from .drain.middleware import RequestObserver
-from .drain.sequence import ServerControl, ShutdownHook, ShutdownReport
 from .drain.timing import ShutdownTiming
 from .errors import LifecycleError
-from .events.bus import Listener
+from .events._bus import Listener
 from .phases import Phase
+from .probes._health import HealthView
+from .probes._looplag import LoopMonitor
 from .probes.check import Check
 from .probes.conditions import Gate
-from .probes.health import HealthView
-from .probes.looplag import LoopMonitor
-from .server.lifespan import management_port
-from .server.logs import follow_server_logging
+from .server._lifespan import management_port
+from .server._logs import follow_server_logging
 from .server.management import Management
 
 __all__ = ["Lifecycle", "Phase"]

@@ -13,7 +13,7 @@ from starlette.routing import Mount
 
 from gracekit import Check, Lifecycle, ProbeApp
 from gracekit.probes import CheckState, CheckStatus
-from gracekit.probes.runner import run_once
+from gracekit.probes._runner import run_once
 from tests.support.asgi import client, eventually
 from tests.support.faultproxy import FaultProxy
 

@@ -13,15 +13,15 @@
 from __future__ import annotations
 
 from ..errors import DeadlineExceeded as DeadlineExceeded
-from .budget import RequestDeadline as RequestDeadline
-from .context import current as current
-from .context import deadline_at as deadline_at
-from .context import remaining as remaining
-from .context import timeout as timeout
-from .headers import BUDGET_HEADERS as BUDGET_HEADERS
-from .headers import inbound_budget as inbound_budget
-from .routes import RouteInfo as RouteInfo
-from .routes import deadline as deadline
+from ._budget import RequestDeadline as RequestDeadline
+from ._context import current as current
+from ._context import deadline_at as deadline_at
+from ._context import remaining as remaining
+from ._context import timeout as timeout
+from ._headers import BUDGET_HEADERS as BUDGET_HEADERS
+from ._headers import inbound_budget as inbound_budget
+from ._routes import RouteInfo as RouteInfo
+from ._routes import deadline as deadline
 
 __all__ = [
     "BUDGET_HEADERS",

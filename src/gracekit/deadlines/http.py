@@ -19,8 +19,8 @@ import math
 from typing import TYPE_CHECKING
 
 from ..errors import DeadlineExceeded
-from .context import current
-from .headers import GRACEKIT
+from ._context import current
+from ._headers import GRACEKIT
 
 if TYPE_CHECKING:
     import httpx

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from ..errors import DeadlineExceeded, GracekitError
-from .context import current
+from ._context import current
 
 __all__ = ["statement_timeout"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._optional import require
-from .context import current
+from ._context import current
 
 require("redis.asyncio", extra="redis", feature="gracekit.deadlines.redis")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ._report import ShutdownReport as ShutdownReport
 from .middleware import DrainMiddleware as DrainMiddleware
-from .report import ShutdownReport as ShutdownReport
 from .timing import ShutdownTiming as ShutdownTiming
 
 __all__ = ["DrainMiddleware", "ShutdownReport", "ShutdownTiming"]

@@ -11,13 +11,13 @@ from typing import NamedTuple, Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import _validate
-from ..deadlines.budget import CutReason, RequestDeadline
-from ..deadlines.context import activate, deactivate
-from ..deadlines.headers import inbound_budget
-from ..deadlines.routes import RouteTable, checked_route_deadlines, find_routes
-from .answers import CONNECTION_CLOSE, CutAnswers, broken_off
-from .cancellation import absorb_cancellation, cancelled_by_others, still_cancelled
-from .inflight import InFlight, current_task
+from ..deadlines._budget import CutReason, RequestDeadline
+from ..deadlines._context import activate, deactivate
+from ..deadlines._headers import inbound_budget
+from ..deadlines._routes import RouteTable, checked_route_deadlines, find_routes
+from ._answers import CONNECTION_CLOSE, CutAnswers, broken_off
+from ._cancellation import absorb_cancellation, cancelled_by_others, still_cancelled
+from ._inflight import InFlight, current_task
 
 __all__ = ["DrainMiddleware", "Drained", "RequestDone", "RequestObserver"]
 

@@ -10,9 +10,9 @@ to the loop). :mod:`gracekit.events.otel` turns them into OpenTelemetry spans.
 
 from __future__ import annotations
 
-from .bus import EVENT_KINDS as EVENT_KINDS
-from .bus import EventBus as EventBus
-from .bus import LifecycleEvent as LifecycleEvent
-from .bus import Listener as Listener
+from ._bus import EVENT_KINDS as EVENT_KINDS
+from ._bus import EventBus as EventBus
+from ._bus import LifecycleEvent as LifecycleEvent
+from ._bus import Listener as Listener
 
 __all__ = ["EVENT_KINDS", "EventBus", "LifecycleEvent", "Listener"]

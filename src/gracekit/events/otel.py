@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .._optional import require
-from .bus import EventBus, LifecycleEvent
+from ._bus import EventBus, LifecycleEvent
 
 __all__ = ["available", "trace_events"]
 

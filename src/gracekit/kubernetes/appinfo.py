@@ -20,8 +20,8 @@ from typing import Any
 from ..drain.middleware import DrainMiddleware
 from ..drain.timing import ShutdownTiming
 from ..lifecycle import DEFAULT_LOOP_LAG_THRESHOLD, Lifecycle
+from ..probes._runner import describe_error
 from ..probes.endpoints import ProbeApp
-from ..probes.runner import describe_error
 from ..server.management import MANAGEMENT_PORT_VARIABLE, Management
 from .errors import AppLoadError
 

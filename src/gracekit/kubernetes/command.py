@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..server.command import port, seconds
+from ..server._command import port, seconds
 
 __all__ = ["register"]
 

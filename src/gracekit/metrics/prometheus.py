@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._optional import require
-from ..deadlines.budget import CutReason
+from ..deadlines._budget import CutReason
 from ..drain.middleware import RequestDone
-from ..events.bus import LifecycleEvent
+from ..events._bus import LifecycleEvent
 from .endpoint import MetricsApp
 
 require("prometheus_client", extra="prometheus", feature="gracekit.metrics")
@@ -28,8 +28,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # no
 from prometheus_client.registry import Collector  # noqa: E402
 from prometheus_client.values import MutexValue  # noqa: E402
 
-from .collector import LifecycleCollector  # noqa: E402
-from .multiprocess import PUBLISH_INTERVAL, WorkerGauges  # noqa: E402
+from ._collector import LifecycleCollector  # noqa: E402
+from ._multiprocess import PUBLISH_INTERVAL, WorkerGauges  # noqa: E402
 
 if TYPE_CHECKING:
     from ..lifecycle import Lifecycle
@@ -86,7 +86,7 @@ class Metrics:
         buckets: upper bounds of the request duration histogram, in seconds.
 
     The lifecycle's state (phase, readiness, checks, requests in flight) is read when the
-    registry is collected, by a :class:`~gracekit.metrics.collector.LifecycleCollector`.
+    registry is collected, by a :class:`~gracekit.metrics._collector.LifecycleCollector`.
 
     Raises:
         TypeError, ValueError: bad buckets; a lifecycle that has its metrics already; a

@@ -9,14 +9,14 @@ level (``from gracekit import Check``). The others describe what a
 
 from __future__ import annotations
 
+from ._runner import CheckState as CheckState
+from ._runner import CheckStatus as CheckStatus
 from .check import Check as Check
 from .check import CheckFunction as CheckFunction
 from .conditions import Gate as Gate
 from .conditions import ProbeResult as ProbeResult
 from .conditions import StartupTask as StartupTask
 from .endpoints import ProbeApp as ProbeApp
-from .runner import CheckState as CheckState
-from .runner import CheckStatus as CheckStatus
 
 __all__ = [
     "Check",

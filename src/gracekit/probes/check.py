@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from .. import _validate
-from .secrets import Secrets
+from ._secrets import Secrets
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -92,7 +92,7 @@ class Check:
             *timeout* bounds the whole function.
         secrets: passwords, tokens, or URLs and DSNs with credentials that the check knows:
             they are masked in its error texts, and so are the pieces of them a parser may
-            repeat (see :class:`~gracekit.probes.secrets.Secrets`). The built-in checks add
+            repeat (see :class:`~gracekit.probes._secrets.Secrets`). The built-in checks add
             their own URL's, DSN's or pool's.
 
     Raises:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from .. import _validate
-from .runner import CheckStatus, describe_error
+from ._runner import CheckStatus, describe_error
 
 __all__ = ["Gate", "ProbeResult", "StartupTask"]
 

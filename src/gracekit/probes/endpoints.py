@@ -17,10 +17,10 @@ from urllib.parse import parse_qsl
 from starlette.types import Receive, Scope, Send
 
 from .._asgi import NO_STORE, bearer_matches, plain, route_path, send_response
-from ..drain.prestop import PreStop, ShutdownTarget
+from ..drain._prestop import PreStop, ShutdownTarget
+from ._health import Health
+from ._runner import CheckState, CheckStatus
 from .conditions import ProbeResult
-from .health import Health
-from .runner import CheckState, CheckStatus
 
 __all__ = ["DETAILS_POLICIES", "ProbeApp", "Probed"]
 
@@ -66,7 +66,7 @@ class ProbeApp:
             (only for requests with ``Authorization: Bearer <token>``).
         token: the bearer token, required with ``details="token"`` and only allowed with it.
         prestop: serve ``/prestop`` for a Kubernetes preStop ``httpGet`` hook (see
-            :class:`~gracekit.drain.prestop.PreStop`): it starts the shutdown and answers
+            :class:`~gracekit.drain._prestop.PreStop`): it starts the shutdown and answers
             once the shutdown delay is over. It needs *prestop_token*: without a token, serve
             the hook on the management port instead (``Lifecycle(management=...)``).
         prestop_token: the secret the preStop hook must send (``httpHeaders``), as a bearer

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..server.command import seconds
+from ..server._command import seconds
 
 if TYPE_CHECKING:
     from .config import RolloutSettings

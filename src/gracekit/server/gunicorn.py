@@ -22,7 +22,7 @@ from typing import Any
 
 from .._optional import require
 from .._settings import GRACE_PERIOD_VARIABLE, Settings
-from . import management_socket
+from . import _management_socket as management_socket
 from .management import Management
 
 require("uvicorn_worker", extra="gunicorn", feature="gracekit.server.gunicorn")

@@ -29,9 +29,9 @@ from .._settings import (
     PRESTOP_TOKEN_VARIABLE,
     Settings,
 )
-from ..drain.prestop import PreStop, check_secret
+from ..drain._prestop import PreStop, check_secret
 from ..probes.endpoints import DETAILS_POLICIES, ProbeApp, Probed
-from . import management_socket
+from . import _management_socket as management_socket
 
 __all__ = [
     "MANAGEMENT_HOST_VARIABLE",
@@ -261,7 +261,7 @@ async def serve_management(lifecycle: Managed, config: Management) -> AsyncItera
         ValueError: a port other than 0 in one of several uvicorn worker processes (``gracekit
             run --workers N``), which cannot share it.
     """
-    from .management_server import ManagementServer
+    from ._management_server import ManagementServer
 
     sock, host = _listening_socket(config)
     port = sock.getsockname()[1]

@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .._optional import require
-from . import management_socket
+from . import _management_socket as management_socket
+from ._signals import lifecycle_of
 from .management import Management
-from .signals import lifecycle_of
 
 __all__ = ["check_workers", "serve"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from ..deadlines.context import forget
+from ..deadlines._context import forget
 
 __all__ = ["TrackedWork"]
 

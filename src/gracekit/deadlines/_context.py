@@ -8,7 +8,7 @@ import math
 from contextvars import ContextVar
 
 from ..errors import DeadlineExceeded
-from .budget import RequestDeadline
+from ._budget import RequestDeadline
 
 __all__ = ["activate", "current", "deactivate", "deadline_at", "forget", "remaining", "timeout"]
 

@@ -18,7 +18,7 @@ import asyncio
 import math
 from collections.abc import Mapping
 
-from .budget import RequestDeadline
+from ._budget import RequestDeadline
 
 __all__ = ["DeadlineTimers"]
 

@@ -20,8 +20,8 @@ from typing import Any
 import anyio
 
 from ..errors import describe
-from ..events.bus import EventBus
-from .report import ShutdownHook
+from ..events._bus import EventBus
+from ._report import ShutdownHook
 from .timing import ShutdownTiming
 
 __all__ = ["ABANDON_GRACE", "FORCED_HOOK_TIMEOUT", "HookAbandoned", "run_hook", "run_hooks"]

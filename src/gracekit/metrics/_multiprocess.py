@@ -2,7 +2,7 @@
 
 A scrape is then answered from the files every worker writes, whichever worker serves it; a
 collector can only read the state of the process it runs in. So each worker copies what its
-:class:`~gracekit.metrics.collector.LifecycleCollector` reports into gauges backed by its own
+:class:`~gracekit.metrics._collector.LifecycleCollector` reports into gauges backed by its own
 files ("live" modes: they leave with the worker): when it serves a scrape, at each event, and
 once a second for what changes without an event (requests in flight, a check's duration).
 Single-process mode has none of this: the collector is read at scrape time.
@@ -15,7 +15,7 @@ import os
 from prometheus_client import Gauge
 from prometheus_client.registry import Collector
 
-from .collector import GAUGES
+from ._collector import GAUGES
 
 __all__ = ["PUBLISH_INTERVAL", "WorkerGauges"]
 

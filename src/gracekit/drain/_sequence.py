@@ -17,14 +17,14 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
-from ..deadlines.budget import CutReason
+from ..deadlines._budget import CutReason
 from ..errors import LifecycleError
-from ..events.bus import EventBus
-from .hooks import FORCED_HOOK_TIMEOUT, run_hooks
-from .inflight import InFlight
-from .report import EXIT_DRAIN_TIMEOUT, EXIT_HOOK_FAILED, EXIT_OK, ShutdownHook, ShutdownReport
+from ..events._bus import EventBus
+from ._hooks import FORCED_HOOK_TIMEOUT, run_hooks
+from ._inflight import InFlight
+from ._report import EXIT_DRAIN_TIMEOUT, EXIT_HOOK_FAILED, EXIT_OK, ShutdownHook, ShutdownReport
+from ._tracked import TrackedWork
 from .timing import ShutdownTiming
-from .tracked import TrackedWork
 
 __all__ = [
     "EXIT_DRAIN_TIMEOUT",

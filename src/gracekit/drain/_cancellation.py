@@ -14,7 +14,7 @@ import sys
 
 from anyio import CapacityLimiter
 
-from ..deadlines.budget import RequestDeadline
+from ..deadlines._budget import RequestDeadline
 
 __all__ = [
     "absorb_cancellation",

@@ -16,8 +16,8 @@ from typing import Any
 
 import anyio
 
-from ..deadlines.budget import EXPIRED, CutReason, RequestDeadline
-from ..deadlines.timers import DeadlineTimers
+from ..deadlines._budget import EXPIRED, CutReason, RequestDeadline
+from ..deadlines._timers import DeadlineTimers
 from ..errors import GracekitError
 
 __all__ = ["InFlight", "current_task"]

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, Protocol
 
-from ..drain.sequence import ServerControl, ShutdownReport
+from ..drain._sequence import ServerControl, ShutdownReport
 from ..drain.timing import GRACE_MARGIN, ShutdownTiming
-from .uvicorn import UvicornControl, find_server
+from ._uvicorn import UvicornControl, find_server
 
 __all__ = ["SignalTakeover", "SignalTarget", "attach", "lifecycle_of"]
 

@@ -17,8 +17,8 @@ import anyio
 import anyio.lowlevel
 
 from ..errors import describe
+from ._secrets import Secrets
 from .check import STARTUP_ONLY, Check
-from .secrets import Secrets
 
 __all__ = ["CheckState", "CheckStatus", "describe_error", "jittered", "run_check"]
 

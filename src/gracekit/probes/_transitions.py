@@ -15,9 +15,9 @@ from collections.abc import Callable
 import anyio
 
 from .._loop import LoopBinding
-from ..events.bus import EventBus
+from ..events._bus import EventBus
+from ._runner import CheckState
 from .conditions import ProbeResult
-from .runner import CheckState
 
 __all__ = ["ReadinessWatcher", "check_flipped"]
 

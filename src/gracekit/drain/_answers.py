@@ -15,9 +15,9 @@ from anyio import CapacityLimiter
 from starlette.types import Message
 
 from .._asgi import problem
-from ..deadlines.budget import EXPIRED, RequestDeadline
-from .cancellation import waits_on_thread
-from .inflight import InFlight
+from ..deadlines._budget import EXPIRED, RequestDeadline
+from ._cancellation import waits_on_thread
+from ._inflight import InFlight
 
 __all__ = ["CONNECTION_CLOSE", "CutAnswers", "broken_off", "quiet_broken_off"]
 

@@ -1,5 +1,5 @@
 """The steps of a lifecycle's ASGI lifespan that meet the outside world, in the order the
-lifespan takes them: the signals (:class:`~gracekit.server.signals.SignalTakeover`), the
+lifespan takes them: the signals (:class:`~gracekit.server._signals.SignalTakeover`), the
 management port (:func:`management_port`), the application's own startup (:class:`AppStartup`),
 which a shutdown may cancel. Then the lifecycle runs (``gracekit._runner``).
 """

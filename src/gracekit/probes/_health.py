@@ -11,11 +11,11 @@ from collections.abc import Collection, Mapping
 from typing import Protocol
 
 from ..phases import Phase, PhaseState
+from ._looplag import LoopMonitor
+from ._registry import Registry
+from ._runner import CheckState
+from ._verdicts import liveness_verdict, readiness_verdict, startup_verdict
 from .conditions import Gate, ProbeResult, StartupTask
-from .looplag import LoopMonitor
-from .registry import Registry
-from .runner import CheckState
-from .verdicts import liveness_verdict, readiness_verdict, startup_verdict
 
 __all__ = ["Health", "HealthView"]
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._settings import WORKERS_VARIABLE, Settings
-from .uvicorn import find_server
+from ._uvicorn import find_server
 
 __all__ = [
     "LOOPBACK",

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .. import _validate
-from ..events.bus import EventBus
+from ..events._bus import EventBus
 
 __all__ = ["EXIT_DRAIN_TIMEOUT", "EXIT_HOOK_FAILED", "EXIT_OK", "ShutdownHook", "ShutdownReport"]
 

@@ -24,7 +24,7 @@ from typing import Protocol
 from starlette.types import Scope, Send
 
 from .._asgi import plain, send_response
-from .sequence import Termination
+from ._sequence import Termination
 
 __all__ = ["PreStop", "ShutdownTarget", "check_secret"]
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from starlette.types import Send
 
-    from .routes import RouteInfo, RouteTable
+    from ._routes import RouteInfo, RouteTable
 
 __all__ = ["DRAIN", "EXPIRED", "CutReason", "RequestDeadline"]
 

@@ -14,9 +14,9 @@ import anyio
 import anyio.abc
 
 from ..phases import PhaseState
+from ._runner import CheckState, CheckStatus, run_check
 from .check import Check
 from .conditions import Gate, StartupTask
-from .runner import CheckState, CheckStatus, run_check
 
 __all__ = ["Registry"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
+from ._runner import CheckState, CheckStatus
 from .check import STARTUP_ONLY
 from .conditions import Gate, ProbeResult, StartupTask
-from .runner import CheckState, CheckStatus
 
 __all__ = ["liveness_verdict", "readiness_verdict", "startup_verdict"]
 
