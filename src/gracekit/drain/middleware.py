@@ -4,6 +4,7 @@ requests cleanly when their deadline passes or the pod leaves."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
@@ -37,6 +38,11 @@ class RequestDone(NamedTuple):
     after_shutdown: bool
     #: Why it was cut short, if it was.
     cut: CutReason | None
+
+
+#: ``RequestDone`` from a plain tuple, without the Python-level ``__new__`` of a NamedTuple
+#: (it runs once per request).
+_request_done = functools.partial(tuple.__new__, RequestDone)
 
 
 class RequestObserver(Protocol):
@@ -250,11 +256,8 @@ class DrainMiddleware:
                     end = finished if finished is not None else deadline.answered_at
                     end = loop.time() if end is None else end
                     cut = None if finished is not None else deadline.cut
-                    observer.request_done(
-                        RequestDone(
-                            scope["method"], route.template, status, end - now, after_shutdown, cut
-                        )
-                    )
+                    done = (scope["method"], route.template, status, end - now, after_shutdown, cut)
+                    observer.request_done(_request_done(done))
             deadline.end()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
