@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 import gracekit
 from gracekit import DrainMiddleware, Lifecycle, Management, ProbeApp, ShutdownTiming
 from gracekit.metrics import Metrics, MetricsApp
+from tests.apps.miswired import hand_wired
 from tests.support.asgi import call, eventually, lifespan
 from tests.support.server import TEST_APPS, run_uvicorn, wait_until
 
@@ -283,20 +284,6 @@ async def test_middleware_added_after_install_runs_outside_it() -> None:
 
 
 # -- the startup report ----------------------------------------------------------------------
-
-
-def hand_wired(lifecycle: Lifecycle, missing: str, registry: CollectorRegistry) -> Starlette:
-    """A Starlette app wired by hand, as the docs do, without *missing*."""
-    metrics = Metrics(lifecycle, registry=registry)
-    routes: list[Any] = [Route("/", hello)]
-    if missing != "probes":
-        routes.append(Mount("/health", app=ProbeApp(lifecycle)))
-    if missing != "metrics":
-        routes.append(Route("/metrics", MetricsApp(metrics)))
-    app = Starlette(routes=routes, lifespan=None if missing == "lifespan" else lifecycle.lifespan())
-    if missing != "middleware":
-        app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
-    return app
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,10 @@ class InFlight:
     def __len__(self) -> int:
         """The application's requests and websockets in flight: gracekit's own endpoints
         (probes, metrics, the preStop hook waiting out the delay) are not counted."""
-        return sum(not d.route.exempt for d in self.requests.values()) + len(self.websockets)
+        # tuple(): one copy the GIL keeps whole, so another thread (prometheus_client's own
+        # server, collecting) counts while requests start and end on the loop.
+        requests = tuple(self.requests.values())
+        return sum(not d.route.exempt for d in requests) + len(self.websockets)
 
     def left(self) -> None:
         """Called when a request or websocket ends: wakes :meth:`wait_idle` at zero."""

@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["GAUGES", "GaugeSpec", "LifecycleCollector"]
 
 _PHASES = ("starting", "started", "draining", "stopped")
-#: How often counting the requests in flight is tried again when another thread's change to
-#: them got in the way (see :func:`_in_flight`).
-_COUNT_ATTEMPTS = 100
 
 
 class GaugeSpec(NamedTuple):
@@ -60,17 +57,6 @@ def _family(spec: GaugeSpec) -> GaugeMetricFamily:
     return GaugeMetricFamily(spec.name, spec.documentation, labels=spec.labels)
 
 
-def _in_flight(lifecycle: Lifecycle) -> int:
-    # collect() may run in another thread (prometheus_client's own HTTP server), where a request
-    # starting or ending on the event loop meanwhile makes counting them raise; count again.
-    for _ in range(_COUNT_ATTEMPTS - 1):
-        try:
-            return len(lifecycle.inflight)
-        except RuntimeError:  # "dictionary changed size during iteration"
-            continue
-    return len(lifecycle.inflight)
-
-
 class LifecycleCollector(Collector):
     """Reports a lifecycle's state as gauges each time it is collected: the requests in
     flight, the phase, readiness, and each check's status and latest duration.
@@ -91,7 +77,7 @@ class LifecycleCollector(Collector):
         """The metric families with the lifecycle's state now."""
         lifecycle = self.lifecycle
         in_flight, phase, ready, check_up, check_duration = (_family(spec) for spec in GAUGES)
-        in_flight.add_metric([], _in_flight(lifecycle))
+        in_flight.add_metric([], len(lifecycle.inflight))
         current = lifecycle.phase.value
         for name in _PHASES:
             phase.add_metric([name], 1 if name == current else 0)
